@@ -25,7 +25,7 @@ ALLOWED_TENSOR_METHODS = {
     "view", "reshape", "unsqueeze", "squeeze", "flatten", "permute", "transpose", "expand", "as_strided",
     "copy_", "to", "cpu", "cuda", "numpy", "item", "tolist", "data_ptr", "stride", "size", "dim",
     "numel", "element_size", "is_contiguous", "contiguous", "storage_offset", "untyped_storage", "detach",
-    "new_empty", "clone", "is_cuda", "get_device",
+    "new_empty", "is_cuda", "get_device", "t",
 }
 # Tensor methods that compute; any call of these on anything in the scanned files fails.
 COMPUTE_METHODS = {
@@ -34,7 +34,7 @@ COMPUTE_METHODS = {
     "clamp", "clamp_", "relu", "relu_", "sigmoid", "tanh", "softmax", "log_softmax", "zero_", "fill_",
     "normal_", "uniform_", "bernoulli_", "random_", "pow", "abs", "neg", "sign", "where", "masked_fill",
     "masked_fill_", "scatter_", "scatter_add_", "index_add_", "gather", "cumsum", "sort", "topk", "norm",
-    "t", "flip", "roll", "einsum", "conv2d", "lerp", "addcmul_", "addcdiv_", "square", "rsqrt",
+    "flip", "roll", "einsum", "conv2d", "lerp", "addcmul_", "addcdiv_", "square", "rsqrt",
 }
 
 
