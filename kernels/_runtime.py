@@ -53,6 +53,12 @@ def precision(value: str) -> Iterator[None]:
         set_precision(old)
 
 
+def _quick_bench(fn: Any, quantiles: Any = None) -> Any:
+    """Autotuning timer: Triton's do_bench with shorter warm-up and repetition (ms) than its default,
+    since every new shape benchmarks every config; medians of ~20 runs separate configs well enough."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
 AUTOTUNED: list[Any] = []  # every Autotuner made by autotune(), in definition order
 
 
@@ -65,6 +71,8 @@ def autotune(configs: list[triton.Config], key: list[str], interpreter_config: t
     The full list stays in ``kernel.all_configs`` for the compile gate and for GPU tests.
     """
     chosen = [interpreter_config or configs[0]] if INTERPRET else configs
+    if not INTERPRET:
+        kwargs.setdefault("do_bench", _quick_bench)
 
     def decorate(fn):
         tuned = triton.autotune(configs=chosen, key=key, **kwargs)(fn)

@@ -7,7 +7,7 @@
   an element the op forgets to write fails the test, and returns the ``out``/``inout`` arguments as
   NumPy arrays.
 * :func:`assert_close` is the single tolerance rule: ``max|actual - expected| <= tol * sqrt(reduction)
-  * max(max|expected|, 1)``... see its docstring.
+  * max|expected|`` (normwise relative error), see its docstring.
 * :func:`triton_config_contexts` yields one context per autotune config to cover on this machine:
   one in the interpreter, every config of every autotuned kernel of the module on a GPU when
   ``MOCHA_TRITON_ALL_CONFIGS=1``.

@@ -7,6 +7,7 @@ Every error names the op, the argument and the problem.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from typing import Any
 
@@ -74,18 +75,27 @@ def require_same_shape(op: str, named: dict[str, Any]) -> tuple[int, ...]:
     return next(iter(shapes.values()))
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as a Python int if it is an integer (int, NumPy integer; not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """Normalise an int or an (h, w) pair of ints, each >= minimum."""
-    if isinstance(value, (int,)) and not isinstance(value, bool):
+    if _as_int(value) is not None:
         value = (value, value)
     try:
         h, w = value
     except (TypeError, ValueError):
         raise TypeError(f"{op}: {name} must be an int or a pair (h, w) of ints, got {value!r}") from None
-    for v in (h, w):
-        if isinstance(v, bool) or not isinstance(v, int) and not hasattr(v, "__index__"):
-            raise TypeError(f"{op}: {name} must hold ints, got {value!r}")
-    h, w = int(h), int(w)
+    h, w = _as_int(h), _as_int(w)
+    if h is None or w is None:
+        raise TypeError(f"{op}: {name} must hold ints, got {value!r}")
     if h < minimum or w < minimum:
         raise ValueError(f"{op}: {name} must be >= {minimum} in both dimensions, got {(h, w)}")
     return h, w
@@ -97,9 +107,10 @@ def require_choice(op: str, name: str, value: Any, choices: Sequence[str]) -> No
 
 
 def require_positive_int(op: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    as_int = _as_int(value)
+    if as_int is None or as_int < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return value
+    return as_int
 
 
 def require_finite_scalar(op: str, name: str, value: Any) -> float:

@@ -73,7 +73,7 @@ def conv2d_output_size(h: int, w: int, kh: int, kw: int, stride: tuple[int, int]
 
 
 def _geometry(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any,
-              groups: Any, x_name: str = "x") -> Conv2dGeometry:
+              groups: Any, x_name: str = "x", w_name: str = "w") -> Conv2dGeometry:
     sh, sw = pair(op, "stride", stride, 1)
     ph, pw = pair(op, "pad", pad, 0)
     groups = require_positive_int(op, "groups", groups)
@@ -82,12 +82,12 @@ def _geometry(op: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...], strid
     if c % groups:
         raise ValueError(f"{op}: groups={groups} does not divide the {c} input channels of {x_name}")
     if f % groups:
-        raise ValueError(f"{op}: groups={groups} does not divide the {f} filters of w")
+        raise ValueError(f"{op}: groups={groups} does not divide the {f} filters of {w_name}")
     if cg * groups != c:
-        raise ValueError(f"{op}: {x_name} has {c} channels but w expects {cg} per group x {groups} groups "
+        raise ValueError(f"{op}: {x_name} has {c} channels but {w_name} expects {cg} per group x {groups} groups "
                          f"= {cg * groups}")
     if kh < 1 or kw < 1:
-        raise ValueError(f"{op}: w has an empty kernel {(kh, kw)}")
+        raise ValueError(f"{op}: {w_name} has an empty kernel {(kh, kw)}")
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"{op}: kernel {(kh, kw)} is larger than the padded input {(h + 2 * ph, w + 2 * pw)}")
     oh, ow = conv2d_output_size(h, w, kh, kw, (sh, sw), (ph, pw))
@@ -133,7 +133,7 @@ def check_conv2d_backward_weight(x: Any, dy: Any, dw: Any, stride: Any, pad: Any
     require_same_dtype(op, {"x": x, "dy": dy, "dw": dw})
     for name, a in (("x", x), ("dy", dy), ("dw", dw)):
         require_ndim(op, name, a, 4)
-    g = _geometry(op, shape_of(x), shape_of(dw), stride, pad, groups)
+    g = _geometry(op, shape_of(x), shape_of(dw), stride, pad, groups, w_name="dw")
     require_shape(op, "dy", dy, g.y_shape)
     return g
 
