@@ -89,7 +89,9 @@ def expand(case: CompileCase) -> list[tuple[str, dict[str, Any], int, int]]:
 
 
 def kernel_modules() -> list[Any]:
-    names = [m.name for m in pkgutil.iter_modules(kernels_pkg.__path__) if m.name not in ("compile_gate",)]
+    # _-prefixed modules hold device helpers and host plumbing, compiled as part of the kernels using them
+    names = [m.name for m in pkgutil.iter_modules(kernels_pkg.__path__)
+             if m.name != "compile_gate" and not m.name.startswith("_")]
     return [importlib.import_module(f"mocha_triton.kernels.{n}") for n in sorted(names)]
 
 
