@@ -34,8 +34,8 @@ def scale(y: np.ndarray, alpha: float) -> None:
 
 def bias_add(y: np.ndarray, b: np.ndarray) -> None:
     """y[:, c, ...] += b[c] for y of shape (N, C, *S)."""
-    n, c, s = checks.check_bias_add(y, b)
-    y.reshape(n, c, s)[...] += b[None, :, None]
+    checks.check_bias_add(y, b)
+    y += b.reshape((1, -1) + (1,) * (y.ndim - 2))  # broadcasting writes through any strides
 
 
 def sum_of_squares(x: np.ndarray, out: np.ndarray) -> None:
