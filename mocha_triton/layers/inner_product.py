@@ -71,7 +71,16 @@ class InnerProductLayer(Layer):
 
 
 class InnerProductState(LayerState):
+    """Tops ``(N, output_dim)`` and the parameters [weight, bias]; scratch gradients for extra bottoms."""
+
     layer: InnerProductLayer
+
+    def __init__(self, layer: InnerProductLayer, backend: Any, blobs: list[Blob], parameters: list[Any]) -> None:
+        super().__init__(layer, backend, blobs, parameters)
+        # The first bottom with a top gradient writes the parameter gradients; every other one writes into
+        # these scratch blobs, which are then added.
+        extra = len(blobs) > 1
+        self._scratch = [Blob.empty(backend, p.shape, p.name + "-scratch") for p in parameters] if extra else []
 
     def forward(self, inputs: list[Blob]) -> None:
         weight, bias = self.parameters
@@ -83,20 +92,20 @@ class InnerProductState(LayerState):
     def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
         weight, bias = self.parameters
         neuron = self.layer.neuron
-        for i, (x, y, dy, dx) in enumerate(zip(inputs, self.blobs, self.blobs_diff, diffs)):
+        first = True
+        for x, y, dy, dx in zip(inputs, self.blobs, self.blobs_diff, diffs):
             if dy is None:
                 continue
             if not neuron.is_identity:  # the gradient w.r.t. the pre-activation, in place
                 self.ops.neuron_backward(y.data, dy.data, dy.data, neuron.op_name, neuron.negative_slope)
             x2 = x.reshape(x.shape[0], -1)
             if not self.frozen:
-                # parameter gradients are summed over the bottoms: the first writes, the others add
-                grad_w = weight.gradient if i == 0 else Blob.empty(self.backend, weight.shape)
-                grad_b = bias.gradient if i == 0 else Blob.empty(self.backend, bias.shape)
+                grad_w, grad_b = (weight.gradient, bias.gradient) if first else self._scratch
                 self.ops.inner_product_backward_weight(x2.data, dy.data, grad_w.data)
                 self.ops.inner_product_backward_bias(dy.data, grad_b.data)
-                if i > 0:
+                if not first:
                     self.ops.axpy(1.0, grad_w.data, weight.gradient.data)
                     self.ops.axpy(1.0, grad_b.data, bias.gradient.data)
+                first = False
             if dx is not None:
                 self.ops.inner_product_backward_data(dy.data, weight.blob.data, dx.reshape(dx.shape[0], -1).data)
