@@ -4,15 +4,19 @@ Mirrors :mod:`mocha_triton.kernels.pooling`. The rules (output size, windows cli
 image and then to the image, the mean divisor, the first strict maximum, ``-inf``/NaN handling) are
 written down in :mod:`mocha_triton.checks.pooling`, which both backends call to validate arguments.
 
-How it is computed: the input is copied into a padded canvas (``-inf`` around it for max, 0 for mean)
-large enough to hold every window, ceil-mode windows that run past the padding included. Window tap
-``(r, s)`` of every output is then one strided slice of the canvas, ``canvas[..., r::sh, s::sw]``
-cut to ``(OH, OW)``, so the ops loop over the ``kh * kw`` taps only, each tap a whole-array step:
+How it is computed: the ops loop over the ``kh * kw`` window taps only, each tap one whole-array
+step over every window of the batch at once.
 
-* max forward keeps a running maximum and its flat index, replaced where a tap is strictly greater;
-* mean forward sums the taps and divides by the window sizes;
-* mean backward adds ``dy / divisor`` into the taps of a zero canvas and crops it;
-* max backward adds ``dy`` at its argmax with one ``np.bincount`` over flat indices (deterministic).
+* max forward and mean backward use the stride-phase layout of :class:`_Phases`, in which a tap of
+  all windows is one contiguous run per plane (NumPy runs several times faster on those than on
+  strided ``(OH, OW)`` views). Max forward keeps a running maximum and the tap number of its first
+  strict maximum, branch free (see the comments there), and turns tap numbers into int32 pixel
+  offsets at the end; mean backward adds ``dy / divisor`` into the taps of a zero layout and reads
+  the image back out of it.
+* mean forward sums strided ``(OH, OW)`` views of a zero-padded canvas (cheaper to build than the
+  phase layout; the sum is the only work per tap), taps in row-major order, then divides by the
+  window sizes.
+* max backward adds ``dy`` at its argmax with one ``np.add.at`` over flat indices (deterministic).
 """
 
 from __future__ import annotations
@@ -23,25 +27,69 @@ from mocha_triton.checks import pooling as checks
 from mocha_triton.checks.pooling import Pool2dGeometry
 
 
-def _canvas(g: Pool2dGeometry, dtype: np.dtype, fill: float) -> np.ndarray:
-    """A (N, C, HP, WP) array filled with ``fill``; the image goes at offset (ph, pw).
+class _Phases:
+    """The stride-phase layout of a padded image, in which every window tap is a contiguous slice.
 
-    It holds the image and every window: ceil mode can add a last window that reaches past the
-    bottom/right padding, so HP = max(ph + H, (OH - 1) * sh + kh) (and alike for WP).
+    The padded canvas (image at offset (ph, pw), ``fill`` elsewhere) is split by stride phase:
+    ``data[p, q, n, c, a * WQ + b] = canvas[n, c, a * sh + p, b * sw + q]``, each phase plane an
+    ``HQ x WQ`` block. Tap ``(r, s)`` of window ``(oh, ow)`` is then element ``(oh + r // sh) * WQ +
+    ow + s // sw`` of phase ``(r % sh, s % sw)``: for all windows at once, one contiguous run of
+    ``OH * WQ`` elements per plane, read as a *wide grid* ``(OH, WQ)`` whose columns past OW are junk
+    (they hold windows that do not exist and are cut off at the end). Long contiguous runs matter:
+    NumPy steps through a strided ``(OH, OW)`` view a row of OW elements at a time, several times
+    slower. The planes get one spare row so that the last run of a tap with ``s // sw > 0`` ends
+    inside its plane; they also cover the whole image, so the backward can read every pixel back.
     """
-    hp = max(g.ph + g.h, (g.oh - 1) * g.sh + g.kh)
-    wp = max(g.pw + g.w, (g.ow - 1) * g.sw + g.kw)
-    return np.full((g.n, g.c, hp, wp), fill, dtype=dtype)
 
+    def __init__(self, g: Pool2dGeometry, dtype: np.dtype, fill: float, x: np.ndarray | None = None) -> None:
+        """The layout filled with ``fill``, with the image x (N, C, H, W) in its place if given."""
+        self.g = g
+        self.hq = max(g.oh + (g.kh - 1) // g.sh + 1, -(-(g.ph + g.h) // g.sh))
+        self.wq = max(g.ow + (g.kw - 1) // g.sw, -(-(g.pw + g.w) // g.sw))
+        shape = (g.sh, g.sw, g.n, g.c, self.hq * self.wq)
+        if x is None:
+            self.data = np.full(shape, fill, dtype=dtype)
+            return
+        self.data = np.empty(shape, dtype=dtype)
+        for plane, (a, b), (rows, cols) in self._image_parts():
+            plane[..., :a.start, :] = fill
+            plane[..., a.stop:, :] = fill
+            plane[..., a, :b.start] = fill
+            plane[..., a, b.stop:] = fill
+            plane[..., a, b] = x[:, :, rows, cols]
 
-def _image(canvas: np.ndarray, g: Pool2dGeometry) -> np.ndarray:
-    """The view of a canvas that holds the image."""
-    return canvas[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w]
+    def _image_parts(self):
+        """For each phase (p, q): its (N, C, HQ, WQ) plane, the (row, column) slices of the plane that
+        hold image pixels and the matching (row, column) slices of the image."""
+        g = self.g
+        planes = self.data.reshape(g.sh, g.sw, g.n, g.c, self.hq, self.wq)
+        for p in range(g.sh):
+            h0 = (p - g.ph) % g.sh  # first image row of phase p
+            a0, rows = (h0 + g.ph) // g.sh, len(range(h0, g.h, g.sh))
+            for q in range(g.sw):
+                w0 = (q - g.pw) % g.sw
+                b0, cols = (w0 + g.pw) // g.sw, len(range(w0, g.w, g.sw))
+                yield (planes[p, q], (slice(a0, a0 + rows), slice(b0, b0 + cols)),
+                       (slice(h0, None, g.sh), slice(w0, None, g.sw)))
 
+    def store(self, out: np.ndarray) -> None:
+        """Copy the image part into out (N, C, H, W)."""
+        for plane, (a, b), (rows, cols) in self._image_parts():
+            out[:, :, rows, cols] = plane[..., a, b]
 
-def _tap(canvas: np.ndarray, g: Pool2dGeometry, r: int, s: int) -> np.ndarray:
-    """(N, C, OH, OW) view of the canvas: element (oh, ow) is tap (r, s) of window (oh, ow)."""
-    return canvas[:, :, r:r + (g.oh - 1) * g.sh + 1:g.sh, s:s + (g.ow - 1) * g.sw + 1:g.sw]
+    def tap(self, r: int, s: int) -> np.ndarray:
+        """(N, C, OH * WQ) contiguous-row view: tap (r, s) of every window of the wide grid."""
+        g = self.g
+        start = (r // g.sh) * self.wq + s // g.sw
+        return self.data[r % g.sh, s % g.sw, :, :, start:start + g.oh * self.wq]
+
+    def grid(self, dtype: np.dtype) -> np.ndarray:
+        """A new (N, C, OH * WQ) wide-grid array."""
+        return np.empty((self.g.n, self.g.c, self.g.oh * self.wq), dtype=dtype)
+
+    def windows(self, grid: np.ndarray) -> np.ndarray:
+        """The (N, C, OH, OW) view of a wide grid that holds the real windows."""
+        return grid.reshape(self.g.n, self.g.c, self.g.oh, self.wq)[..., :self.g.ow]
 
 
 def _window_starts(g: Pool2dGeometry) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +105,22 @@ def _divisors(g: Pool2dGeometry) -> np.ndarray:
     return (hend - hstart) * (wend - wstart)
 
 
+def _tap_ids(g: Pool2dGeometry, wq: int) -> tuple[np.dtype, np.ndarray, np.ndarray]:
+    """What max pooling needs to name its argmax by tap number t = r * kw + s rather than by pixel.
+
+    Returns the smallest unsigned dtype that holds every tap number, the (OH * WQ,) wide-grid tap
+    number of each window's first image pixel (where the running maximum starts; 0 in the junk
+    columns) and the (kh * kw,) int32 table of pixel offsets r * W + s, so that argmax = hstart * W +
+    wstart + table[t].
+    """
+    hstart, wstart = _window_starts(g)
+    dtype = np.min_scalar_type(g.kh * g.kw - 1)
+    first = np.zeros((g.oh, wq), dtype=dtype)
+    first[:, :g.ow] = np.maximum(-hstart, 0) * g.kw + np.maximum(-wstart, 0)
+    table = (np.arange(g.kh)[:, None] * g.w + np.arange(g.kw)[None, :]).reshape(-1).astype(np.int32)
+    return dtype, first.reshape(-1), table
+
+
 def max_pool2d_forward(x: np.ndarray, y: np.ndarray, argmax: np.ndarray, kernel: tuple[int, int],
                        stride: tuple[int, int], pad: tuple[int, int], ceil_mode: bool = True) -> None:
     """y[n, c, oh, ow] = max of x over window (oh, ow); argmax = its int32 offset h * W + w.
@@ -65,21 +129,40 @@ def max_pool2d_forward(x: np.ndarray, y: np.ndarray, argmax: np.ndarray, kernel:
     strict maximum in row-major window order wins; NaN is never taken (see checks.pooling).
     """
     g = checks.check_max_pool2d_forward(x, y, argmax, kernel, stride, pad, ceil_mode)
-    canvas = _canvas(g, x.dtype, -np.inf)
-    _image(canvas, g)[...] = x
+    phases = _Phases(g, x.dtype, -np.inf, x)
+    tap_dtype, first, table = _tap_ids(g, phases.wq)
+    best = phases.grid(x.dtype)
+    tap = phases.grid(tap_dtype)  # tap number of the running maximum
+    greater = phases.grid(bool)
+    candidate = phases.grid(tap_dtype)
+    if g.ph == 0 and g.pw == 0:
+        # Tap 0 is every window's first pixel: it starts the running maximum, with NaN turned to -inf.
+        np.fmax(phases.tap(0, 0), -np.inf, out=best)
+        tap.fill(0)
+        taps = range(1, g.kh * g.kw)
+    else:
+        best.fill(-np.inf)
+        np.copyto(tap, first)
+        taps = range(g.kh * g.kw)
+    # Masked copies (np.copyto with where=) branch on every element and are slow on random data, so
+    # the update is branch free: fmax never takes NaN and the running maximum is never NaN, so it
+    # equals "replace where strictly greater" up to the sign of a zero maximum (fixed below). The taps
+    # come in increasing order, and a strictly greater tap t (an image pixel, as padding is -inf) comes
+    # after the window's first pixel, so "tap = t where greater" is max(tap, greater * t).
+    for t in taps:
+        value = phases.tap(*divmod(t, g.kw))
+        np.greater(value, best, out=greater)
+        np.fmax(best, value, out=best)
+        np.multiply(greater, tap_dtype.type(t), out=candidate)
+        np.maximum(tap, candidate, out=tap)
     hstart, wstart = _window_starts(g)
-    best = np.full(g.y_shape, -np.inf, dtype=x.dtype)
-    # Start at the window's first image pixel, so a window of -inf (or NaN) still names a pixel.
-    first = np.maximum(hstart, 0) * g.w + np.maximum(wstart, 0)
-    index = np.broadcast_to(first, g.y_shape).astype(np.int32)
-    for r in range(g.kh):
-        for s in range(g.kw):
-            value = _tap(canvas, g, r, s)
-            greater = value > best  # padding is -inf: never greater
-            np.copyto(best, value, where=greater)
-            np.copyto(index, ((hstart + r) * g.w + (wstart + s)).astype(np.int32), where=greater)
-    y[...] = best
-    argmax[...] = index
+    np.add(phases.windows(np.take(table, tap)), (hstart * g.w + wstart).astype(np.int32), out=argmax)
+    y[...] = phases.windows(best)
+    # fmax may give +0 for a window whose first maximum is -0 (or the reverse): read zeros from x.
+    if np.equal(best, 0, out=greater).any():
+        n, c, oh, ow = np.nonzero(y == 0)
+        h, w = np.divmod(argmax[n, c, oh, ow], g.w)
+        y[n, c, oh, ow] = x[n, c, h, w]
 
 
 def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, dx: np.ndarray, kernel: tuple[int, int],
@@ -87,14 +170,19 @@ def max_pool2d_backward(dy: np.ndarray, argmax: np.ndarray, dx: np.ndarray, kern
     """dx[n, c, h, w] = sum of dy[n, c, oh, ow] over the windows whose argmax is h * W + w.
 
     dy and argmax (N, C, OH, OW), argmax as written by :func:`max_pool2d_forward` with the same
-    geometry (its values are not checked); dx (N, C, H, W). The sums run in float64 (``np.bincount``)
-    and are rounded once to the dtype of dx.
+    geometry (its values are not checked); dx (N, C, H, W). The sums run in float64 and are rounded
+    once to the dtype of dx (the order of the addends does not matter then, short of huge sums).
     """
     g = checks.check_max_pool2d_backward(dy, argmax, dx, kernel, stride, pad)
-    plane_size = g.h * g.w
-    plane_start = np.arange(g.planes, dtype=np.int64)[:, None] * plane_size
-    flat = argmax.reshape(g.planes, g.oh * g.ow).astype(np.int64) + plane_start
-    sums = np.bincount(flat.reshape(-1), weights=dy.reshape(-1), minlength=g.planes * plane_size)
+    plane_start = np.arange(g.planes, dtype=np.int64)[:, None] * (g.h * g.w)
+    flat = np.add(argmax.reshape(g.planes, g.oh * g.ow), plane_start).reshape(-1)
+    # Windows that do not overlap give every pixel one addend at most (argmax as the forward writes
+    # it): then the dtype of dx loses nothing and saves a float64 pass.
+    overlap = g.kh > g.sh or g.kw > g.sw
+    acc_dtype = np.float64 if overlap else dx.dtype
+    sums = np.zeros(g.planes * g.h * g.w, dtype=acc_dtype)
+    # Unbuffered: repeated indices all add. Same dtypes on both sides keep np.add.at on its fast path.
+    np.add.at(sums, flat, dy.reshape(-1).astype(acc_dtype, copy=False))
     dx[...] = sums.reshape(dx.shape)
 
 
@@ -107,13 +195,18 @@ def mean_pool2d_forward(x: np.ndarray, y: np.ndarray, kernel: tuple[int, int], s
     runs in the dtype of x, taps in row-major order.
     """
     g = checks.check_mean_pool2d_forward(x, y, kernel, stride, pad, ceil_mode)
-    canvas = _canvas(g, x.dtype, 0.0)
-    _image(canvas, g)[...] = x
-    total = np.zeros(g.y_shape, dtype=x.dtype)
-    for r in range(g.kh):
-        for s in range(g.kw):
-            total += _tap(canvas, g, r, s)
-    y[...] = total / _divisors(g).astype(x.dtype)
+    # Here strided (OH, OW) views of a plain zero-padded canvas beat the phase layout, whose strided
+    # load costs more than the short rows of the sums.
+    hp = max(g.ph + g.h, (g.oh - 1) * g.sh + g.kh)
+    wp = max(g.pw + g.w, (g.ow - 1) * g.sw + g.kw)
+    canvas = np.zeros((g.n, g.c, hp, wp), dtype=x.dtype)
+    canvas[:, :, g.ph:g.ph + g.h, g.pw:g.pw + g.w] = x
+    rows, cols = (g.oh - 1) * g.sh + 1, (g.ow - 1) * g.sw + 1
+    total = canvas[:, :, 0:rows:g.sh, 0:cols:g.sw].copy()
+    for t in range(1, g.kh * g.kw):
+        r, s = divmod(t, g.kw)
+        total += canvas[:, :, r:r + rows:g.sh, s:s + cols:g.sw]
+    np.divide(total, _divisors(g).astype(x.dtype), out=y)
 
 
 def mean_pool2d_backward(dy: np.ndarray, dx: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
@@ -123,9 +216,10 @@ def mean_pool2d_backward(dy: np.ndarray, dx: np.ndarray, kernel: tuple[int, int]
     dy (N, C, OH, OW), dx (N, C, H, W), the geometry of :func:`mean_pool2d_forward`.
     """
     g = checks.check_mean_pool2d_backward(dy, dx, kernel, stride, pad, ceil_mode)
-    share = dy / _divisors(g).astype(dy.dtype)
-    canvas = _canvas(g, dy.dtype, 0.0)
-    for r in range(g.kh):
-        for s in range(g.kw):
-            _tap(canvas, g, r, s)[...] += share  # the outputs of one tap touch distinct pixels
-    dx[...] = _image(canvas, g)
+    phases = _Phases(g, dy.dtype, 0.0)
+    share = phases.grid(dy.dtype)
+    share.reshape(g.n, g.c, g.oh, phases.wq)[..., g.ow:] = 0  # junk columns must add nothing
+    np.divide(dy, _divisors(g).astype(dy.dtype), out=phases.windows(share))
+    for t in range(g.kh * g.kw):
+        phases.tap(*divmod(t, g.kw))[...] += share  # the windows of one tap touch distinct pixels
+    phases.store(dx)

@@ -95,6 +95,21 @@ def test_minus_inf_and_nan():
     assert np.array_equal(got["y"], y_max) and np.array_equal(got["argmax"], argmax)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [PoolCase(2, 3, 9, 11, (3, 3), (2, 2)), PoolCase(1, 2, 7, 8, (2, 3), (1, 2), (1, 1))],
+                         ids=lambda c: c.id)
+def test_signed_zero_maxima_are_the_first_maximum(case, dtype):
+    """Windows of +0 and -0 only: the maximum is the pixel the argmax names, sign bit included."""
+    rng = np.random.default_rng(7)
+    x = np.where(rng.random(case.x_shape) < 0.5, -0.0, 0.0).astype(dtype)
+    got = call_op(CPU, "max_pool2d_forward", x=x, y=np.empty(case.y_shape, dtype),
+                  argmax=np.empty(case.y_shape, np.int32), **case.params())
+    _, argmax, _ = loop_pool(case, x)
+    assert np.array_equal(got["argmax"], argmax)
+    chosen = np.take_along_axis(x.reshape(case.n, case.c, -1), argmax.reshape(case.n, case.c, -1), axis=2)
+    assert np.array_equal(np.signbit(got["y"]).reshape(chosen.shape), np.signbit(chosen))
+
+
 @pytest.mark.parametrize("case", [PoolCase(1, 2, 5, 6, (3, 2), (2, 1), (1, 1)),
                                   PoolCase(2, 1, 4, 5, (2, 3), (3, 2), (1, 2), ceil_mode=False),
                                   PoolCase(1, 1, 5, 5, (3, 3), (2, 2), (2, 2))], ids=lambda c: c.id)
