@@ -1,0 +1,244 @@
+"""Solvers: train a net with SGD or Nesterov momentum, with coffee breaks in between (Mocha's solve loop).
+
+::
+
+    params = SolverParameters(max_iter=10000, regu_coef=0.0005, lr_policy=LRPolicy.Inv(0.01, 0.0001, 0.75),
+                              mom_policy=MomPolicy.Fixed(0.9), load_from="snapshots/")
+    solver = Solver(SGD(), params)
+    solver.setup_coffee_lounge(save_into="snapshots/statistics.h5", every_n_iter=1000)
+    solver.add_coffee_break(TrainingSummary(), every_n_iter=100)
+    solver.add_coffee_break(Snapshot("snapshots/"), every_n_iter=5000)
+    solver.solve(net)
+
+``solve(net)`` is ``init`` + ``step`` until ``max_iter`` + ``finalize``; the three are public so a
+program can drive training itself. What they do, in order (Mocha's semantics):
+
+``init(net)``
+  1. ``net.check_bp_topology()``;
+  2. a fresh :class:`SolverState`: iteration 0, the policies' values at iteration 0, a zero momentum
+     history blob per trainable parameter (frozen layers are left out, so freeze before solving);
+  3. ``load_from``: ``""`` starts fresh; a directory resumes from its newest ``snapshot-*.h5`` (fresh if
+     none); a snapshot file resumes from it; another HDF5 file loads Mocha's flat ``<layer>___<param>``
+     weights only, at iteration 0;
+  4. one forward pass for ``obj_val``;
+  5. the coffee lounge starts and the breaks due at the current iteration run (iteration 0 on a fresh
+     start).
+
+``step(net, state)``
+  1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter is updated with
+  ``lr = lr_policy(iteration) * param.learning_rate``: SGD ``v = mu_prev * v - lr * g; w += v``, where
+  ``mu_prev`` is the previous iteration's momentum (Mocha), Nesterov with ``mu_prev`` and this
+  iteration's momentum; 4. norm constraints due at this iteration; 5. a forward pass gives ``obj_val``
+  (the objective after the update, on the next batch) and the per-loss-layer ``losses``; 6. the due
+  coffee breaks.
+
+Parameters shared by several layers get one update per sharer (each has its own gradient and
+momentum history), as in Mocha. Custom methods subclass :class:`SolverMethod`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from mocha_triton.blob import Blob
+from mocha_triton.coffee import Coffee, CoffeeLounge
+from mocha_triton.policies import LRPolicy, MomPolicy, Policy
+from mocha_triton.snapshots import capture_resume_point, load_flat_weights, load_snapshot, resolve_load_from
+
+__all__ = ["SGD", "Nesterov", "Solver", "SolverMethod", "SolverParameters", "SolverState"]
+
+
+@dataclass
+class SolverParameters:
+    """What to train for and how: ``max_iter`` (may be ``math.inf``), ``regu_coef`` (the global
+    regularization coefficient, lambda), the learning-rate and momentum policies, and ``load_from``."""
+
+    max_iter: int | float
+    regu_coef: float = 0.0005
+    lr_policy: Policy = field(default_factory=lambda: LRPolicy.Fixed(0.01))
+    mom_policy: Policy = field(default_factory=lambda: MomPolicy.Fixed(0.0))
+    load_from: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, float)) or not (
+                self.max_iter >= 0 and (isinstance(self.max_iter, int) or self.max_iter == math.inf
+                                        or float(self.max_iter).is_integer())):
+            raise ValueError(f"SolverParameters: max_iter must be an int >= 0 or math.inf, got {self.max_iter!r}")
+        if isinstance(self.regu_coef, bool) or not isinstance(self.regu_coef, (int, float)) or not (
+                math.isfinite(self.regu_coef) and self.regu_coef >= 0):
+            raise ValueError(f"SolverParameters: regu_coef must be a finite number >= 0, got {self.regu_coef!r}")
+        for name in ("lr_policy", "mom_policy"):
+            if not isinstance(getattr(self, name), Policy):
+                raise ValueError(f"SolverParameters: {name} must be a policy (LRPolicy.*/MomPolicy.*), "
+                                 f"got {getattr(self, name)!r}")
+        if not isinstance(self.load_from, str):
+            self.load_from = str(self.load_from)
+
+
+class SolverState:
+    """Where training is: iteration, objective, current learning rate and momentum, momentum histories.
+
+    * ``parameters`` — ``[(key, Parameter)]`` of the trainable parameters, fixed when the state is made;
+      ``key`` is ``"<layer name>/<index in the layer>"`` (e.g. ``"ip1/0"`` for ip1's weight);
+    * ``momentum_history[key]`` — a blob shaped like the parameter, on the net's backend;
+    * ``losses[layer name]`` — each loss layer's loss from the latest forward pass;
+    * ``resume_point`` — data positions and RNG state captured just before the latest forward pass
+      (what a snapshot saves, see :mod:`mocha_triton.snapshots`).
+    """
+
+    SCALARS = ("iteration", "obj_val", "learning_rate", "momentum")
+
+    def __init__(self, parameters: list[tuple[str, Any]], momentum_history: dict[str, Blob]) -> None:
+        self.iteration = 0
+        self.obj_val = math.nan
+        self.learning_rate = 0.0
+        self.momentum = 0.0
+        self.parameters = list(parameters)
+        self.momentum_history = dict(momentum_history)
+        self.losses: dict[str, float] = {}
+        self.resume_point: dict[str, Any] | None = None
+
+    @classmethod
+    def for_net(cls, net: Any) -> SolverState:
+        """A fresh state for the trainable (non-frozen) parameters of ``net``."""
+        parameters = [(f"{state.layer.name}/{i}", param) for state in net.states if not state.frozen
+                      for i, param in enumerate(state.parameters)]
+        history = {key: Blob.zeros(net.backend, param.shape, key + "-momentum", dtype=param.blob.dtype)
+                   for key, param in parameters}
+        return cls(parameters, history)
+
+    # --- what snapshots save ------------------------------------------------------------------------
+    def scalars(self) -> dict[str, float | int]:
+        return {"iteration": int(self.iteration), "obj_val": float(self.obj_val),
+                "learning_rate": float(self.learning_rate), "momentum": float(self.momentum)}
+
+    def load_scalars(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            setattr(self, key, int(value) if key == "iteration" else float(value))
+
+    def blob_groups(self) -> dict[str, dict[str, Blob]]:
+        """Per-parameter state blobs by group name (subclasses for other methods add groups)."""
+        return {"momentum_history": self.momentum_history}
+
+    def __repr__(self) -> str:
+        return (f"SolverState(iteration={self.iteration}, obj_val={self.obj_val:.8g}, "
+                f"learning_rate={self.learning_rate:.8g}, momentum={self.momentum:.8g})")
+
+
+class SolverMethod:
+    """How one parameter is updated from its gradient. Subclasses implement :meth:`update`."""
+
+    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
+        """Update ``param.blob`` in place from ``param.gradient``.
+
+        ``lr`` already includes the parameter's local multiplier; ``momentum`` is the previous
+        iteration's momentum, ``next_momentum`` this iteration's; ``history`` is the momentum history.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SGD(SolverMethod):
+    """Stochastic gradient descent with momentum: ``v = mu_prev * v - lr * g; w += v``."""
+
+    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
+        ops.sgd_momentum_update(param.blob.data, param.gradient.data, history.data, lr, momentum)
+
+
+class Nesterov(SolverMethod):
+    """Nesterov momentum (Bengio et al.): ``w -= mu_prev * v; v = mu_prev * v - lr * g; w += (1 + mu) * v``."""
+
+    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
+        ops.nesterov_update(param.blob.data, param.gradient.data, history.data, lr, momentum, next_momentum)
+
+
+class Solver:
+    """Trains a net: ``Solver(SGD(), SolverParameters(...)).solve(net)``."""
+
+    def __init__(self, method: SolverMethod, params: SolverParameters) -> None:
+        if not isinstance(method, SolverMethod):
+            raise TypeError(f"Solver: method must be a SolverMethod such as SGD() or Nesterov(), got {method!r}")
+        if not isinstance(params, SolverParameters):
+            raise TypeError(f"Solver: params must be SolverParameters, got {type(params).__name__}")
+        self.method = method
+        self.params = params
+        self.lounge = CoffeeLounge()
+
+    # --- configuration ----------------------------------------------------------------------------
+    def setup_coffee_lounge(self, save_into: str = "", every_n_iter: int = 1, file_exists: str = "merge") -> None:
+        """Save the statistics into ``save_into`` (HDF5) every ``every_n_iter`` iterations and at the end;
+        ``file_exists`` is "merge" (default), "overwrite" or "panic"."""
+        self.lounge.configure(save_into, every_n_iter, file_exists)
+
+    def add_coffee_break(self, coffee: Coffee, every_n_iter: int = 0, every_n_epoch: int = 0) -> None:
+        """Run ``coffee`` every ``every_n_iter`` iterations (including iteration 0) and/or every
+        ``every_n_epoch`` epochs of the training data. Breaks run in the order they were added."""
+        self.lounge.add_coffee_break(coffee, every_n_iter, every_n_epoch)
+
+    # --- the step API -----------------------------------------------------------------------------
+    def init(self, net: Any) -> SolverState:
+        """Prepare training: check the net, build or load the state, first forward, first coffee breaks."""
+        net.check_bp_topology()
+        state = SolverState.for_net(net)
+        state.learning_rate = self.params.lr_policy.get(state)
+        state.momentum = self.params.mom_policy.get(state)
+        resolved = resolve_load_from(self.params.load_from)
+        if resolved is not None:
+            path, kind = resolved
+            if kind == "snapshot":
+                load_snapshot(path, net, state)
+                self.params.lr_policy.resumed(state)
+                self.params.mom_policy.resumed(state)
+            else:
+                load_flat_weights(net, path)
+        self.forward(net, state)
+        self.lounge.setup(self, net, state)
+        self.lounge.check_coffee_breaks(net, state)
+        return state
+
+    def step(self, net: Any, state: SolverState) -> None:
+        """One training iteration (see the module docstring)."""
+        state.iteration += 1
+        net.backward(self.params.regu_coef)
+        learning_rate = self.params.lr_policy.get(state)
+        momentum = self.params.mom_policy.get(state)
+        ops = net.backend.ops
+        for key, param in state.parameters:
+            self.method.update(ops, param, state.momentum_history[key], learning_rate * param.learning_rate,
+                               state.momentum, momentum)
+        state.learning_rate, state.momentum = learning_rate, momentum
+        for _, param in state.parameters:
+            every = getattr(param.constraint, "every_n_iter", 1)
+            if every and state.iteration % every == 0:
+                param.constraint.constrain(param)
+        self.forward(net, state)
+        self.lounge.check_coffee_breaks(net, state)
+
+    def finalize(self, net: Any, state: SolverState) -> None:
+        """End of training: destroy the coffee breaks and save the statistics."""
+        self.lounge.shutdown(net)
+
+    def solve(self, net: Any) -> SolverState:
+        """Train ``net`` until ``max_iter``; returns the final state."""
+        state = self.init(net)
+        while state.iteration < self.params.max_iter:
+            self.step(net, state)
+        self.finalize(net, state)
+        return state
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def forward(self, net: Any, state: SolverState) -> float:
+        """Forward pass recording ``obj_val`` and ``losses``, after noting the resume point."""
+        state.resume_point = capture_resume_point(net)
+        state.obj_val = net.forward()
+        state.losses = {s.layer.name: float(s.loss) for s in net.states if s.layer.has_loss}
+        return state.obj_val
+
+    def restore_snapshot(self, net: Any, state: SolverState, path: str) -> None:
+        """Roll ``net`` and ``state`` back to the snapshot at ``path`` (used by DecayOnValidation)."""
+        load_snapshot(path, net, state)
+        self.forward(net, state)
