@@ -174,3 +174,28 @@ def share_parameter(backend: Any, shared: Parameter, regularizer: Any, constrain
     """A parameter that uses ``shared``'s blob but keeps its own gradient (Mocha's sharing)."""
     return Parameter(shared.name, shared.blob, Blob.zeros(backend, shared.shape, shared.name + "-grad"),
                      NullInitializer(), regularizer, constraint, float(learning_rate))
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """What a layer asks for one of its parameters: name, shape and how to treat it."""
+
+    name: str
+    shape: tuple[int, ...]
+    initializer: Any
+    regularizer: Any
+    constraint: Any
+    learning_rate: float
+
+
+def make_or_share_parameters(layer: Any, backend: Any, specs: list[ParameterSpec],
+                             shared: list[Parameter] | None) -> list[Parameter]:
+    """The parameters of a layer: fresh ones from ``specs``, or ones sharing the blobs of ``shared``
+    (the parameters registered under the layer's ``param_key``), whose shapes must match the specs."""
+    if shared is None:
+        return [make_parameter(backend, s.name, s.shape, s.initializer, s.regularizer, s.constraint,
+                               s.learning_rate) for s in specs]
+    if [p.shape for p in shared] != [s.shape for s in specs]:
+        raise layer.fail(f"shared parameters (param_key {layer.param_key_or_name!r}) have shapes "
+                         f"{[p.shape for p in shared]}, expected {[s.shape for s in specs]}")
+    return [share_parameter(backend, p, s.regularizer, s.constraint, s.learning_rate) for p, s in zip(shared, specs)]

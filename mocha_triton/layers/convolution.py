@@ -30,9 +30,9 @@ from mocha_triton.parameter import (
     L2Regu,
     NoCons,
     NoRegu,
+    ParameterSpec,
     XavierInitializer,
-    make_parameter,
-    share_parameter,
+    make_or_share_parameters,
 )
 
 
@@ -125,17 +125,10 @@ class ConvolutionLayer(Layer):
         channels = shapes[0][1]
         f_shape = (self.n_filter, channels // self.n_group, *self.kernel)
         b_shape = (self.n_filter,)
-        if shared_params is not None:
-            if [p.shape for p in shared_params] != [f_shape, b_shape]:
-                raise self.fail(f"shared parameters (param_key {self.param_key_or_name!r}) have shapes "
-                                f"{[p.shape for p in shared_params]}, expected {[f_shape, b_shape]}")
-            params = [share_parameter(backend, shared_params[0], self.filter_regu, self.filter_cons, self.filter_lr),
-                      share_parameter(backend, shared_params[1], self.bias_regu, self.bias_cons, self.bias_lr)]
-        else:
-            params = [make_parameter(backend, "filter", f_shape, self.filter_init, self.filter_regu,
-                                     self.filter_cons, self.filter_lr),
-                      make_parameter(backend, "bias", b_shape, self.bias_init, self.bias_regu,
-                                     self.bias_cons, self.bias_lr)]
+        params = make_or_share_parameters(self, backend, [
+            ParameterSpec("filter", f_shape, self.filter_init, self.filter_regu, self.filter_cons, self.filter_lr),
+            ParameterSpec("bias", b_shape, self.bias_init, self.bias_regu, self.bias_cons, self.bias_lr),
+        ], shared_params)
         blobs = [Blob.empty(backend, y_shape, top) for top in self.tops]
         return ConvolutionState(self, backend, blobs, params)
 

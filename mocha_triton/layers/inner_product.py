@@ -19,9 +19,9 @@ from mocha_triton.parameter import (
     L2Regu,
     NoCons,
     NoRegu,
+    ParameterSpec,
     XavierInitializer,
-    make_parameter,
-    share_parameter,
+    make_or_share_parameters,
 )
 
 
@@ -55,17 +55,10 @@ class InnerProductLayer(Layer):
             raise self.fail(f"all bottoms must have the same feature size, got shapes {[b.shape for b in inputs]}")
         k = features.pop()
         w_shape, b_shape = (self.output_dim, k), (self.output_dim,)
-        if shared_params is not None:
-            if [p.shape for p in shared_params] != [w_shape, b_shape]:
-                raise self.fail(f"shared parameters have shapes {[p.shape for p in shared_params]}, "
-                                f"expected {[w_shape, b_shape]}")
-            params = [share_parameter(backend, shared_params[0], self.weight_regu, self.weight_cons, self.weight_lr),
-                      share_parameter(backend, shared_params[1], self.bias_regu, self.bias_cons, self.bias_lr)]
-        else:
-            params = [make_parameter(backend, "weight", w_shape, self.weight_init, self.weight_regu,
-                                     self.weight_cons, self.weight_lr),
-                      make_parameter(backend, "bias", b_shape, self.bias_init, self.bias_regu,
-                                     self.bias_cons, self.bias_lr)]
+        params = make_or_share_parameters(self, backend, [
+            ParameterSpec("weight", w_shape, self.weight_init, self.weight_regu, self.weight_cons, self.weight_lr),
+            ParameterSpec("bias", b_shape, self.bias_init, self.bias_regu, self.bias_cons, self.bias_lr),
+        ], shared_params)
         blobs = [Blob.empty(backend, (blob.shape[0], self.output_dim), top) for blob, top in zip(inputs, self.tops)]
         return InnerProductState(self, backend, blobs, params)
 
