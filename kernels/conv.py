@@ -67,10 +67,18 @@ Loop and layout choices, measured with the sm_90 compile gate:
   the gathered tiles' address arithmetic narrow.
 * The pixel operand is loaded as (BLOCK_K, pixels) (pixels along a warp's threads: contiguous along
   W in NCHW, so coalesced at stride 1) and transposed in registers for ``tl.dot``.
+
+In Triton's interpreter a launch costs about (programs x loop steps x tl ops), nearly whatever the
+tile size up to some 16K elements, so there each launch fits its tiles to its shape
+(:func:`_interpreter_config`): a whole sample's pixels and all the filters (or channels) of a group in
+one tile, and the longest reduction blocks the budget allows. Tests switch this off
+(``FIT_INTERPRETER_TILES = False``) to run the small fixed interpreter configs, which span several
+tiles along every axis of their multi-tile case.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -81,7 +89,7 @@ import triton.language as tl
 from mocha_triton.checks import conv as checks
 from mocha_triton.checks.conv import Conv2dGeometry
 from mocha_triton.kernels._activations import apply_neuron, neuron_code
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, autotune, get_precision, same_device
+from mocha_triton.kernels._runtime import INTERPRET, CompileCase, autotune, get_precision, only_config, same_device
 from mocha_triton.kernels.gemm import gemm
 
 FLOAT32 = ("float32",)
@@ -125,11 +133,14 @@ WEIGHT_CONFIGS = [
     _config(64, 64, 16, 4, 4),
     _config(64, 32, 16, 4, 4),
 ]
-# The interpreter runs one config: mid-size tiles, small enough that the tests' multi-tile case
-# spans several tiles along every axis (and several K blocks).
+# The interpreter's fixed configs, used when FIT_INTERPRETER_TILES is off (tests do that): mid-size
+# tiles, small enough that the tests' multi-tile case spans several tiles along every axis (and
+# several K blocks). Otherwise each launch fits its tiles to its shape (_interpreter_config).
 FORWARD_INTERPRETER_CONFIG = _config(64, 32, 16, 4, 1)
 DATA_INTERPRETER_CONFIG = _config(64, 16, 16, 4, 1)
 WEIGHT_INTERPRETER_CONFIG = _config(32, 16, 32, 4, 1)
+FIT_INTERPRETER_TILES = True
+INTERPRETER_TILE_ELEMENTS = 1 << 14  # largest fitted operand tile (the accumulator may take twice that)
 
 _SHAPE_KEY = ["N", "C", "H", "W", "F", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW", "CG", "FG", "PRECISION"]
 
@@ -365,6 +376,36 @@ def _require_kernel_limits(op: str, g: Conv2dGeometry, grid_yz: int) -> None:
                          f"of a grid axis")
 
 
+def _fit(size: int, largest: int) -> int:
+    """The power-of-2 block covering ``size``, between 16 (the smallest tl.dot operand) and ``largest``."""
+    return max(16, min(triton.next_power_of_2(max(size, 1)), largest))
+
+
+def _interpreter_config(rows: int, cols: int, depth: int, long_axis: str) -> triton.Config:
+    """Interpreter tiles for a GEMM of ``rows`` x ``cols`` outputs and reduction blocks over ``depth``.
+
+    The short axes get blocks of up to 64; the ``long_axis`` ("M": the pixel rows of the forward and
+    data passes, "K": the pixel reduction of the filter gradient) gets what INTERPRETER_TILE_ELEMENTS
+    leaves (a whole LeNet sample: 24 x 24 pixels in one 1024-row tile).
+    """
+    budget = INTERPRETER_TILE_ELEMENTS
+    if long_axis == "M":
+        block_n, block_k = _fit(cols, 64), _fit(depth, 64)
+        block_m = _fit(rows, min(budget // block_k, 2 * budget // block_n))
+    else:
+        block_m, block_n = _fit(rows, 64), _fit(cols, 64)
+        block_k = _fit(depth, budget // max(block_m, block_n))
+    return _config(block_m, block_n, block_k, 4, 1)
+
+
+def _fitted_tiles(kernel: Any, rows: int, cols: int, depth: int, long_axis: str) -> Any:
+    """Context that runs ``kernel`` with tiles fitted to the launch in the interpreter (no-op on a GPU
+    or with FIT_INTERPRETER_TILES off)."""
+    if INTERPRET and FIT_INTERPRETER_TILES:
+        return only_config(kernel, _interpreter_config(rows, cols, depth, long_axis))
+    return contextlib.nullcontext()
+
+
 def _geometry_args(g: Conv2dGeometry) -> tuple[int, ...]:
     """The size arguments every convolution kernel takes, in order."""
     return (g.n, g.c, g.h, g.w, g.f, g.oh, g.ow, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.c_per_group, g.f_per_group)
@@ -426,8 +467,9 @@ def conv2d_forward(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, y: 
         tiles = triton.cdiv(g.oh * g.ow, meta["BLOCK_M"]) * triton.cdiv(g.f_per_group, meta["BLOCK_N"])
         return g.n * tiles, g.groups
 
-    conv2d_forward_kernel[grid](x, w, b if b is not None else y, y, *_geometry_args(g), float(negative_slope),
-                                HAS_BIAS=b is not None, NEURON=neuron_code(neuron), PRECISION=get_precision())
+    with _fitted_tiles(conv2d_forward_kernel, g.oh * g.ow, g.f_per_group, g.c_per_group, "M"):
+        conv2d_forward_kernel[grid](x, w, b if b is not None else y, y, *_geometry_args(g), float(negative_slope),
+                                    HAS_BIAS=b is not None, NEURON=neuron_code(neuron), PRECISION=get_precision())
 
 
 def conv2d_backward_data(dy: torch.Tensor, w: torch.Tensor, dx: torch.Tensor, stride: Any, pad: Any,
@@ -454,7 +496,9 @@ def conv2d_backward_data(dy: torch.Tensor, w: torch.Tensor, dx: torch.Tensor, st
         tiles = triton.cdiv(pixels, meta["BLOCK_M"]) * triton.cdiv(g.c_per_group, meta["BLOCK_N"])
         return g.n * tiles, g.groups * g.sh * g.sw
 
-    conv2d_backward_data_kernel[grid](dy, w, dx, *_geometry_args(g), PRECISION=get_precision())
+    phase_pixels = triton.cdiv(g.h, g.sh) * triton.cdiv(g.w, g.sw)
+    with _fitted_tiles(conv2d_backward_data_kernel, phase_pixels, g.c_per_group, g.f_per_group, "M"):
+        conv2d_backward_data_kernel[grid](dy, w, dx, *_geometry_args(g), PRECISION=get_precision())
 
 
 def conv2d_backward_weight(x: torch.Tensor, dy: torch.Tensor, dw: torch.Tensor, stride: Any, pad: Any,
@@ -480,8 +524,9 @@ def conv2d_backward_weight(x: torch.Tensor, dy: torch.Tensor, dw: torch.Tensor, 
         tiles = triton.cdiv(g.f_per_group, meta["BLOCK_M"]) * triton.cdiv(g.c_per_group, meta["BLOCK_N"])
         return tiles, g.kh * g.kw, g.groups * split
 
-    conv2d_backward_weight_kernel[grid](x, dy, partial, *_geometry_args(g), split, slice_len,
-                                        PRECISION=get_precision())
+    with _fitted_tiles(conv2d_backward_weight_kernel, g.f_per_group, g.c_per_group, g.oh * g.ow, "K"):
+        conv2d_backward_weight_kernel[grid](x, dy, partial, *_geometry_args(g), split, slice_len,
+                                            PRECISION=get_precision())
     if split > 1:
         _sum_slices(partial, dw)
 

@@ -3,10 +3,11 @@
 Mirrors :mod:`mocha_triton.cpu_ref.pooling`; the rules (output size, window clipping, mean divisor,
 first strict maximum, ``-inf``/NaN handling) are written down in :mod:`mocha_triton.checks.pooling`.
 
-Organisation. Every kernel runs a 1-D grid of ``planes * tiles`` programs: program ``pid`` takes the
-``(n, c)`` plane ``pid // tiles`` and, inside it, one ``BLOCK_H x BLOCK_W`` tile of pixels (a flat grid,
-because CUDA limits the second and third grid dimensions to 65535). Plane offsets are int64; offsets
-inside a plane are int32 (the checks bound a plane below 2**31 pixels).
+Organisation. Every kernel runs a 1-D grid of ``plane blocks * tiles`` programs (a flat grid, because
+CUDA limits the second and third grid dimensions to 65535): program ``pid`` takes ``BLOCK_P``
+consecutive ``(n, c)`` planes, block ``pid // tiles``, and inside each of them the same ``BLOCK_H x
+BLOCK_W`` tile of pixels, ``pid % tiles``. Plane offsets are int64; offsets inside a plane are int32
+(the checks bound a plane below 2**31 pixels).
 
 * **Forward** (max and mean): a tile of *outputs*. The kernel walks the window taps: kernel rows in
   a runtime loop, kernel columns unrolled (``KW`` is a constexpr), so the usual 2x2/3x3 windows are
@@ -21,10 +22,18 @@ inside a plane are int32 (the checks bound a plane below 2**31 pixels).
   by the window's divisor. The sum is fp32, in a fixed order: deterministic, run to run.
 
 Tile sizes are autotuned per shape (:func:`mocha_triton.kernels._runtime.autotune`); every output
-element is overwritten by each run, so the autotuner's repeated launches are harmless.
+element is overwritten by each run, so the autotuner's repeated launches are harmless. On a GPU
+``BLOCK_P`` is 1 (one plane per program; a plane tile is already a warp's worth of work). Triton's
+interpreter costs about (programs x tl ops), nearly whatever the tile size, and small planes (LeNet's
+4x4 maps) would make thousands of tiny programs: there each launch fits its tiles to its shape
+(:func:`_interpreter_config`), the whole plane in one tile and as many planes per program as fit in
+``INTERPRETER_TILE_ELEMENTS``.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Any
 
 import torch
 import triton
@@ -32,49 +41,54 @@ import triton.language as tl
 
 from mocha_triton.checks import pooling as checks
 from mocha_triton.checks.pooling import Pool2dGeometry
-from mocha_triton.kernels._runtime import CompileCase, autotune, same_device
+from mocha_triton.kernels._runtime import INTERPRET, CompileCase, autotune, only_config, same_device
 
 FLOAT32 = ("float32",)
 
 # Pooled maps are small (LeNet 12x12 and 4x4, CIFAR 16x16 and 8x8), so the tiles are small too.
 TILE_CONFIGS = [
-    triton.Config({"BLOCK_H": 4, "BLOCK_W": 16}, num_warps=2, num_stages=1),
-    triton.Config({"BLOCK_H": 8, "BLOCK_W": 16}, num_warps=4, num_stages=1),
-    triton.Config({"BLOCK_H": 16, "BLOCK_W": 16}, num_warps=4, num_stages=1),
-    triton.Config({"BLOCK_H": 8, "BLOCK_W": 32}, num_warps=4, num_stages=1),
-    triton.Config({"BLOCK_H": 16, "BLOCK_W": 64}, num_warps=8, num_stages=1),
+    triton.Config({"BLOCK_P": 1, "BLOCK_H": 4, "BLOCK_W": 16}, num_warps=2, num_stages=1),
+    triton.Config({"BLOCK_P": 1, "BLOCK_H": 8, "BLOCK_W": 16}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_P": 1, "BLOCK_H": 16, "BLOCK_W": 16}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_P": 1, "BLOCK_H": 8, "BLOCK_W": 32}, num_warps=4, num_stages=1),
+    triton.Config({"BLOCK_P": 1, "BLOCK_H": 16, "BLOCK_W": 64}, num_warps=8, num_stages=1),
 ]
-# The interpreter's cost grows with the number of programs: one large tile covers a test plane.
-INTERPRETER_CONFIG = triton.Config({"BLOCK_H": 32, "BLOCK_W": 32}, num_warps=4, num_stages=1)
+# The interpreter's fixed config, used when FIT_INTERPRETER_TILES is off (tests do that to cover
+# several tiles per plane and a partial last plane block); otherwise _interpreter_config fits each launch.
+INTERPRETER_CONFIG = triton.Config({"BLOCK_P": 2, "BLOCK_H": 4, "BLOCK_W": 4}, num_warps=4, num_stages=1)
+FIT_INTERPRETER_TILES = True
+INTERPRETER_TILE_ELEMENTS = 1 << 14  # pixels per fitted interpreter program
 TUNE_KEY = ["H", "W", "OH", "OW", "KH", "KW", "SH", "SW"]
 
 
 @triton.jit
-def _plane_tile(OUT_H, OUT_W, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """This program's plane (int64) and the (BLOCK_H, 1) rows and (1, BLOCK_W) columns of its tile
-    of an OUT_H x OUT_W grid of pixels, with the mask of those inside the grid."""
+def _plane_tile(PLANES, OUT_H, OUT_W, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """This program's (BLOCK_P, 1, 1) planes (int64), and the (1, BLOCK_H, 1) rows and (1, 1, BLOCK_W)
+    columns of its tile of an OUT_H x OUT_W grid of pixels, with the mask of the (BLOCK_P, BLOCK_H,
+    BLOCK_W) lanes inside the PLANES planes and the grid."""
     pid = tl.program_id(0).to(tl.int64)
     tiles_w = tl.cdiv(OUT_W, BLOCK_W)
     tiles = tl.cdiv(OUT_H, BLOCK_H) * tiles_w
-    plane = pid // tiles
+    planes = (pid // tiles) * BLOCK_P + tl.arange(0, BLOCK_P)[:, None, None]
     tile = (pid % tiles).to(tl.int32)
-    rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[:, None]
-    cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, :]
-    return plane, rows, cols, (rows < OUT_H) & (cols < OUT_W)
+    rows = (tile // tiles_w) * BLOCK_H + tl.arange(0, BLOCK_H)[None, :, None]
+    cols = (tile % tiles_w) * BLOCK_W + tl.arange(0, BLOCK_W)[None, None, :]
+    return planes, rows, cols, (planes < PLANES) & (rows < OUT_H) & (cols < OUT_W)
 
 
 @autotune(TILE_CONFIGS, key=TUNE_KEY, interpreter_config=INTERPRETER_CONFIG)
 @triton.jit
-def max_pool2d_forward_kernel(x_ptr, y_ptr, argmax_ptr, H, W, OH, OW, KH, SH, SW, PH, PW,
-                              KW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def max_pool2d_forward_kernel(x_ptr, y_ptr, argmax_ptr, PLANES, H, W, OH, OW, KH, SH, SW, PH, PW,
+                              KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr,
+                              BLOCK_W: tl.constexpr):
     """y[p, oh, ow] = first strict maximum of window (oh, ow) of plane p of x; argmax its offset."""
-    plane, oh, ow, out_mask = _plane_tile(OH, OW, BLOCK_H, BLOCK_W)
-    x_plane = x_ptr + plane * H * W
+    planes, oh, ow, out_mask = _plane_tile(PLANES, OH, OW, BLOCK_P, BLOCK_H, BLOCK_W)
+    x_plane = x_ptr + planes * H * W
     hstart = oh * SH - PH
     wstart = ow * SW - PW
-    best = tl.full((BLOCK_H, BLOCK_W), float("-inf"), tl.float32)
+    best = tl.full((BLOCK_P, BLOCK_H, BLOCK_W), float("-inf"), tl.float32)
     # Start at the window's first image pixel, so a window of -inf (or NaN) still names a pixel.
-    index = tl.maximum(hstart, 0) * W + tl.maximum(wstart, 0)
+    index = tl.broadcast_to(tl.maximum(hstart, 0) * W + tl.maximum(wstart, 0), (BLOCK_P, BLOCK_H, BLOCK_W))
     for r in range(KH):
         ih = hstart + r
         row_ok = out_mask & (ih >= 0) & (ih < H)
@@ -85,21 +99,22 @@ def max_pool2d_forward_kernel(x_ptr, y_ptr, argmax_ptr, H, W, OH, OW, KH, SH, SW
             greater = value > best  # NaN and masked lanes (-inf) are never greater
             best = tl.where(greater, value, best)
             index = tl.where(greater, ih * W + iw, index)
-    out = plane * OH * OW + oh * OW + ow
+    out = planes * OH * OW + oh * OW + ow
     tl.store(y_ptr + out, best, mask=out_mask)
     tl.store(argmax_ptr + out, index, mask=out_mask)
 
 
 @autotune(TILE_CONFIGS, key=TUNE_KEY, interpreter_config=INTERPRETER_CONFIG)
 @triton.jit
-def mean_pool2d_forward_kernel(x_ptr, y_ptr, H, W, OH, OW, KH, SH, SW, PH, PW,
-                               KW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def mean_pool2d_forward_kernel(x_ptr, y_ptr, PLANES, H, W, OH, OW, KH, SH, SW, PH, PW,
+                               KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr,
+                               BLOCK_W: tl.constexpr):
     """y[p, oh, ow] = sum of window (oh, ow) of plane p of x / its size clipped to the padded image."""
-    plane, oh, ow, out_mask = _plane_tile(OH, OW, BLOCK_H, BLOCK_W)
-    x_plane = x_ptr + plane * H * W
+    planes, oh, ow, out_mask = _plane_tile(PLANES, OH, OW, BLOCK_P, BLOCK_H, BLOCK_W)
+    x_plane = x_ptr + planes * H * W
     hstart = oh * SH - PH
     wstart = ow * SW - PW
-    total = tl.zeros((BLOCK_H, BLOCK_W), tl.float32)
+    total = tl.zeros((BLOCK_P, BLOCK_H, BLOCK_W), tl.float32)
     for r in range(KH):
         ih = hstart + r
         row_ok = out_mask & (ih >= 0) & (ih < H)
@@ -109,18 +124,19 @@ def mean_pool2d_forward_kernel(x_ptr, y_ptr, H, W, OH, OW, KH, SH, SW, PH, PW,
             total += tl.load(x_plane + ih * W + iw, mask=ok, other=0.0)
     size = (tl.minimum(hstart + KH, H + PH) - hstart) * (tl.minimum(wstart + KW, W + PW) - wstart)
     size = tl.where(out_mask, size, 1)  # lanes past the output: keep the division finite
-    tl.store(y_ptr + plane * OH * OW + oh * OW + ow, total / size.to(tl.float32), mask=out_mask)
+    tl.store(y_ptr + planes * OH * OW + oh * OW + ow, total / size.to(tl.float32), mask=out_mask)
 
 
 @autotune(TILE_CONFIGS, key=TUNE_KEY, interpreter_config=INTERPRETER_CONFIG)
 @triton.jit
-def max_pool2d_backward_kernel(dy_ptr, argmax_ptr, dx_ptr, H, W, OH, OW, KH, SH, SW, PH, PW,
-                               KW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def max_pool2d_backward_kernel(dy_ptr, argmax_ptr, dx_ptr, PLANES, H, W, OH, OW, KH, SH, SW, PH, PW,
+                               KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr,
+                               BLOCK_W: tl.constexpr):
     """dx[p, ih, iw] = sum of dy[p, oh, ow] over the windows (oh, ow) whose argmax is ih * W + iw."""
-    plane, ih, iw, in_mask = _plane_tile(H, W, BLOCK_H, BLOCK_W)
+    planes, ih, iw, in_mask = _plane_tile(PLANES, H, W, BLOCK_P, BLOCK_H, BLOCK_W)
     here = ih * W + iw
-    out_plane = plane * OH * OW
-    total = tl.zeros((BLOCK_H, BLOCK_W), tl.float32)
+    out_plane = planes * OH * OW
+    total = tl.zeros((BLOCK_P, BLOCK_H, BLOCK_W), tl.float32)
     for r in range(KH):
         # (ih, iw) is tap (r, s) of output (oh, ow) when ih = oh * SH - PH + r (and alike for iw).
         # Non-negative before dividing: Triton's integer division truncates, the interpreter floors.
@@ -134,17 +150,18 @@ def max_pool2d_backward_kernel(dy_ptr, argmax_ptr, dx_ptr, H, W, OH, OW, KH, SH,
             out = out_plane + oh * OW + ow
             chosen = tl.load(argmax_ptr + out, mask=ok, other=-1)
             total += tl.load(dy_ptr + out, mask=ok & (chosen == here), other=0.0)
-    tl.store(dx_ptr + plane * H * W + here, total, mask=in_mask)
+    tl.store(dx_ptr + planes * H * W + here, total, mask=in_mask)
 
 
 @autotune(TILE_CONFIGS, key=TUNE_KEY, interpreter_config=INTERPRETER_CONFIG)
 @triton.jit
-def mean_pool2d_backward_kernel(dy_ptr, dx_ptr, H, W, OH, OW, KH, SH, SW, PH, PW,
-                                KW: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+def mean_pool2d_backward_kernel(dy_ptr, dx_ptr, PLANES, H, W, OH, OW, KH, SH, SW, PH, PW,
+                                KW: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_H: tl.constexpr,
+                                BLOCK_W: tl.constexpr):
     """dx[p, ih, iw] = sum of dy[p, oh, ow] / divisor(oh, ow) over the windows (oh, ow) holding it."""
-    plane, ih, iw, in_mask = _plane_tile(H, W, BLOCK_H, BLOCK_W)
-    out_plane = plane * OH * OW
-    total = tl.zeros((BLOCK_H, BLOCK_W), tl.float32)
+    planes, ih, iw, in_mask = _plane_tile(PLANES, H, W, BLOCK_P, BLOCK_H, BLOCK_W)
+    out_plane = planes * OH * OW
+    total = tl.zeros((BLOCK_P, BLOCK_H, BLOCK_W), tl.float32)
     for r in range(KH):
         h_from = ih + PH - r  # see max_pool2d_backward_kernel
         oh = h_from // SH
@@ -159,17 +176,33 @@ def mean_pool2d_backward_kernel(dy_ptr, dx_ptr, H, W, OH, OW, KH, SH, SW, PH, PW
             size = tl.where(ok, rows * (tl.minimum(wstart + KW, W + PW) - wstart), 1)
             grad = tl.load(dy_ptr + out_plane + oh * OW + ow, mask=ok, other=0.0)
             total += grad / size.to(tl.float32)
-    tl.store(dx_ptr + plane * H * W + ih * W + iw, total, mask=in_mask)
+    tl.store(dx_ptr + planes * H * W + ih * W + iw, total, mask=in_mask)
 
 
 def _sizes(g: Pool2dGeometry) -> tuple[int, ...]:
-    """The runtime size arguments every kernel takes, in order: H, W, OH, OW, KH, SH, SW, PH, PW."""
-    return (g.h, g.w, g.oh, g.ow, g.kh, g.sh, g.sw, g.ph, g.pw)
+    """The runtime size arguments every kernel takes, in order: PLANES, H, W, OH, OW, KH, SH, SW, PH, PW."""
+    return (g.planes, g.h, g.w, g.oh, g.ow, g.kh, g.sh, g.sw, g.ph, g.pw)
 
 
-def _grid(planes: int, rows: int, cols: int):
-    """Launch grid: one program per (plane, BLOCK_H x BLOCK_W tile of a rows x cols grid)."""
-    return lambda meta: (planes * triton.cdiv(rows, meta["BLOCK_H"]) * triton.cdiv(cols, meta["BLOCK_W"]),)
+def _interpreter_config(planes: int, rows: int, cols: int) -> triton.Config:
+    """Interpreter tiles fitted to a launch over ``planes`` grids of rows x cols pixels: the whole
+    grid in one tile (up to 64 x 64) and as many planes per program as INTERPRETER_TILE_ELEMENTS allows."""
+    block_h = min(triton.next_power_of_2(rows), 64)
+    block_w = min(triton.next_power_of_2(cols), 64)
+    block_p = min(triton.next_power_of_2(planes), max(INTERPRETER_TILE_ELEMENTS // (block_h * block_w), 1))
+    return triton.Config({"BLOCK_P": block_p, "BLOCK_H": block_h, "BLOCK_W": block_w}, num_warps=4, num_stages=1)
+
+
+def _launch(kernel: Any, g: Pool2dGeometry, rows: int, cols: int, *args: Any) -> None:
+    """Run ``kernel`` over the g.planes grids of rows x cols pixels it writes (outputs for the forward
+    kernels, input pixels for the backward ones); one program per (block of BLOCK_P planes, tile)."""
+    def grid(meta: dict[str, Any]) -> tuple[int]:
+        tiles = triton.cdiv(rows, meta["BLOCK_H"]) * triton.cdiv(cols, meta["BLOCK_W"])
+        return (triton.cdiv(g.planes, meta["BLOCK_P"]) * tiles,)
+
+    fit = INTERPRET and FIT_INTERPRETER_TILES
+    with only_config(kernel, _interpreter_config(g.planes, rows, cols)) if fit else contextlib.nullcontext():
+        kernel[grid](*args, *_sizes(g), KW=g.kw)
 
 
 def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, argmax: torch.Tensor, kernel: tuple[int, int],
@@ -182,7 +215,7 @@ def max_pool2d_forward(x: torch.Tensor, y: torch.Tensor, argmax: torch.Tensor, k
     g = checks.check_max_pool2d_forward(x, y, argmax, kernel, stride, pad, ceil_mode, FLOAT32)
     same_device("max_pool2d_forward", {"x": x, "y": y, "argmax": argmax})
     if g.planes:
-        max_pool2d_forward_kernel[_grid(g.planes, g.oh, g.ow)](x, y, argmax, *_sizes(g), KW=g.kw)
+        _launch(max_pool2d_forward_kernel, g, g.oh, g.ow, x, y, argmax)
 
 
 def max_pool2d_backward(dy: torch.Tensor, argmax: torch.Tensor, dx: torch.Tensor, kernel: tuple[int, int],
@@ -195,7 +228,7 @@ def max_pool2d_backward(dy: torch.Tensor, argmax: torch.Tensor, dx: torch.Tensor
     g = checks.check_max_pool2d_backward(dy, argmax, dx, kernel, stride, pad, FLOAT32)
     same_device("max_pool2d_backward", {"dy": dy, "argmax": argmax, "dx": dx})
     if g.planes:
-        max_pool2d_backward_kernel[_grid(g.planes, g.h, g.w)](dy, argmax, dx, *_sizes(g), KW=g.kw)
+        _launch(max_pool2d_backward_kernel, g, g.h, g.w, dy, argmax, dx)
 
 
 def mean_pool2d_forward(x: torch.Tensor, y: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
@@ -208,7 +241,7 @@ def mean_pool2d_forward(x: torch.Tensor, y: torch.Tensor, kernel: tuple[int, int
     g = checks.check_mean_pool2d_forward(x, y, kernel, stride, pad, ceil_mode, FLOAT32)
     same_device("mean_pool2d_forward", {"x": x, "y": y})
     if g.planes:
-        mean_pool2d_forward_kernel[_grid(g.planes, g.oh, g.ow)](x, y, *_sizes(g), KW=g.kw)
+        _launch(mean_pool2d_forward_kernel, g, g.oh, g.ow, x, y)
 
 
 def mean_pool2d_backward(dy: torch.Tensor, dx: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
@@ -221,12 +254,12 @@ def mean_pool2d_backward(dy: torch.Tensor, dx: torch.Tensor, kernel: tuple[int, 
     g = checks.check_mean_pool2d_backward(dy, dx, kernel, stride, pad, ceil_mode, FLOAT32)
     same_device("mean_pool2d_backward", {"dy": dy, "dx": dx})
     if g.planes:
-        mean_pool2d_backward_kernel[_grid(g.planes, g.h, g.w)](dy, dx, *_sizes(g), KW=g.kw)
+        _launch(mean_pool2d_backward_kernel, g, g.h, g.w, dy, dx)
 
 
 def compile_cases() -> list[CompileCase]:
     f32, i32 = "*fp32", "*i32"
-    sizes = dict.fromkeys(("H", "W", "OH", "OW", "KH", "SH", "SW", "PH", "PW"), "i32")
+    sizes = {"PLANES": "i64", **dict.fromkeys(("H", "W", "OH", "OW", "KH", "SH", "SW", "PH", "PW"), "i32")}
     cases = []
     for kw in (3, 7):  # a CIFAR-style 3x3 window and a wide (global 7x7) one
         knobs = {"KW": kw}

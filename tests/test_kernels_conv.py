@@ -1,11 +1,13 @@
 """kernels.conv equals cpu_ref.conv (float32; precision "ieee" unless a test says otherwise).
 
 Every op runs on the tiny cases of tests/cases_conv.py plus a few cases of our own (several tiles
-along every GEMM axis, grouped 1x1, strided data gradients) inside every context of
-``support.triton_config_contexts``: one context in the interpreter, every autotune config of this
-module on a GPU with ``MOCHA_TRITON_ALL_CONFIGS=1``.
+along every GEMM axis, grouped 1x1, strided data gradients) inside every context of :func:`contexts`:
+in the interpreter the tiles each launch fits to its shape and the small fixed interpreter configs
+(under which MULTI_TILE spans several tiles on every axis); every autotune config of this module on a
+GPU with ``MOCHA_TRITON_ALL_CONFIGS=1``.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -17,6 +19,7 @@ from mocha_triton.contract import NEURONS
 from mocha_triton.cpu_ref import conv as ref
 from mocha_triton.kernels import conv as kconv
 from mocha_triton.kernels import precision
+from mocha_triton.kernels._runtime import INTERPRET
 from support import CPU, TRITON, assert_close, call_op, triton_config_contexts
 
 F32 = np.float32
@@ -30,6 +33,23 @@ EXTRA = [
     ConvCase(8, 2, 16, 16, 3, 3, 3, (1, 1), (1, 1)),  # batch 8: the filter gradient splits the batch
 ]
 CASES = conv_cases("tiny") + EXTRA
+
+
+@contextlib.contextmanager
+def fixed_interpreter_tiles():
+    old = kconv.FIT_INTERPRETER_TILES
+    kconv.FIT_INTERPRETER_TILES = False
+    try:
+        yield
+    finally:
+        kconv.FIT_INTERPRETER_TILES = old
+
+
+def contexts() -> list:
+    """(label, context) pairs to run the Triton side in: support.triton_config_contexts, plus the
+    fixed interpreter configs in the interpreter."""
+    fixed = [("fixed interpreter tiles", fixed_interpreter_tiles())] if INTERPRET else []
+    return triton_config_contexts(kconv) + fixed
 
 
 def _op_calls(case: ConvCase, a) -> list[tuple[str, dict, int]]:
@@ -52,7 +72,7 @@ def _compare(case: ConvCase, tolerance=None) -> None:
     a = conv_arrays(case, "float32")
     for op, kwargs, reduction in _op_calls(case, a):
         want = call_op(CPU, op, **kwargs)
-        for label, context in triton_config_contexts(kconv):
+        for label, context in contexts():
             with context:
                 got = call_op(TRITON, op, **kwargs)
             for name in want:
@@ -88,7 +108,7 @@ def test_every_neuron_in_the_epilogue(neuron):
         kwargs = dict(x=a.x, w=a.w, b=a.b, y=np.empty(case.y_shape, F32), neuron=neuron, negative_slope=0.3,
                       **case.params())
         want = call_op(CPU, "conv2d_forward", **kwargs)["y"]
-        for label, context in triton_config_contexts(kconv):
+        for label, context in contexts():
             with context:
                 got = call_op(TRITON, "conv2d_forward", **kwargs)["y"]
             assert_close(got, want, "float32", case.forward_reduction + 1, what=f"{neuron} [{label}] {case.id}")
@@ -116,7 +136,7 @@ def test_strided_data_gradient_by_phases(case):
     reached = (_reached(case.h, case.oh, case.kh, case.stride[0], case.pad[0])[:, None]
                & _reached(case.w, case.ow, case.kw, case.stride[1], case.pad[1])[None, :])
     assert not reached.all(), "the case must leave some pixels unreached"
-    for label, context in triton_config_contexts(kconv):
+    for label, context in contexts():
         with context:
             got = call_op(TRITON, "conv2d_backward_data", **kwargs)["dx"]
         assert_close(got, want, "float32", case.data_reduction, what=f"dx [{label}] {case.id}")
@@ -142,7 +162,7 @@ def test_gradients_are_deterministic():
     db_kwargs = dict(dy=a.dy, db=np.empty(case.f, F32))
     pixels_per_sample = case.oh * case.ow
     assert kconv._split(case.n, 1, math.ceil(kconv.WEIGHT_MIN_SLICE / pixels_per_sample), torch.device("cpu"))[0] > 1
-    for label, context in triton_config_contexts(kconv):
+    for label, context in contexts():
         with context:
             first = call_op(TRITON, "conv2d_backward_weight", **dw_kwargs)["dw"]
             second = call_op(TRITON, "conv2d_backward_weight", **dw_kwargs)["dw"]

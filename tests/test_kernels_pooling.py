@@ -1,5 +1,11 @@
-"""kernels.pooling equals cpu_ref.pooling (float32); argmax exactly."""
+"""kernels.pooling equals cpu_ref.pooling (float32); argmax exactly.
 
+In the interpreter every case runs twice: with the tiles each launch fits to its shape (one tile per
+plane, many planes per program) and with the small fixed INTERPRETER_CONFIG (several tiles per plane,
+a partial last block of planes). On a GPU with MOCHA_TRITON_ALL_CONFIGS=1, every autotune config.
+"""
+
+import contextlib
 import re
 
 import numpy as np
@@ -7,10 +13,26 @@ import pytest
 
 from cases_pooling import PoolCase, pool_arrays, pool_cases, random_cases, run_all
 from mocha_triton.kernels import pooling
+from mocha_triton.kernels._runtime import INTERPRET
 from support import CPU, TRITON, assert_close, triton_config_contexts
 
 CASES = pool_cases("tiny") + random_cases(seed=3, count=6, max_size=9)
-CONFIGS = triton_config_contexts(pooling)
+
+
+@contextlib.contextmanager
+def fixed_interpreter_tiles():
+    old = pooling.FIT_INTERPRETER_TILES
+    pooling.FIT_INTERPRETER_TILES = False
+    try:
+        yield
+    finally:
+        pooling.FIT_INTERPRETER_TILES = old
+
+
+def configs() -> list:
+    """Fresh (label, context) pairs (a context manager from contextlib runs once)."""
+    fixed = [("fixed interpreter tiles", fixed_interpreter_tiles())] if INTERPRET else []
+    return triton_config_contexts(pooling) + fixed
 
 
 def compare(got: dict, want: dict, case: PoolCase, label: str) -> None:
@@ -26,7 +48,7 @@ def compare(got: dict, want: dict, case: PoolCase, label: str) -> None:
 def test_matches_reference(case):
     x, dy = pool_arrays(case, "float32")
     want = run_all(CPU, case, x, dy)
-    for label, context in CONFIGS:
+    for label, context in configs():
         with context:
             compare(run_all(TRITON, case, x, dy), want, case, label)
 
@@ -39,7 +61,7 @@ def test_ties_and_non_finite_values(case):
     flat[::5] = -np.inf
     flat[::7] = np.nan
     want = run_all(CPU, case, x, dy)
-    for label, context in CONFIGS:
+    for label, context in configs():
         with context:
             got = run_all(TRITON, case, x, dy)
             assert np.array_equal(got["argmax"], want["argmax"]), label
