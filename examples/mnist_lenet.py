@@ -43,20 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mocha_triton as mt
 from mocha_triton import datasets
-from mocha_triton.backends import Backend, NumpyBackend, TritonBackend, default_backend
-from mocha_triton.coffee import Snapshot, TrainingSummary, ValidationPerformance
-from mocha_triton.layers.accuracy import AccuracyLayer
-from mocha_triton.layers.base import Layer
-from mocha_triton.layers.convolution import ConvolutionLayer
-from mocha_triton.layers.data import HDF5DataLayer
-from mocha_triton.layers.inner_product import InnerProductLayer
-from mocha_triton.layers.loss import SoftmaxLossLayer
-from mocha_triton.layers.pooling import Pooling, PoolingLayer
-from mocha_triton.net import Net
-from mocha_triton.neurons import ReLU
-from mocha_triton.policies import LRPolicy, MomPolicy
-from mocha_triton.solvers import SGD, Solver, SolverParameters
 
 #: Iterations of the default run (Mocha's tutorial reports accuracy at 2000): ~90 epochs of the 1438
 #: training digits, about a minute on 2 CPU cores with NumPy (~40 it/s).
@@ -74,17 +62,17 @@ MNIST_T10K_TEST_FRACTION = 1 / 6  # --mnist without training images: t10k split 
 # --- the net -------------------------------------------------------------------------------------
 
 
-def lenet_layers() -> list[Layer]:
+def lenet_layers() -> list[mt.Layer]:
     """The layers LeNet's training and test nets share: conv1 ... ip2 (reads "data", writes "ip2")."""
     return [
-        ConvolutionLayer(name="conv1", n_filter=20, kernel=(5, 5), bottoms=["data"], tops=["conv1"]),
-        PoolingLayer(name="pool1", kernel=(2, 2), stride=(2, 2), pooling=Pooling.Max(), bottoms=["conv1"],
+        mt.ConvolutionLayer(name="conv1", n_filter=20, kernel=(5, 5), bottoms=["data"], tops=["conv1"]),
+        mt.PoolingLayer(name="pool1", kernel=(2, 2), stride=(2, 2), pooling=mt.Pooling.Max(), bottoms=["conv1"],
                      tops=["pool1"]),
-        ConvolutionLayer(name="conv2", n_filter=50, kernel=(5, 5), bottoms=["pool1"], tops=["conv2"]),
-        PoolingLayer(name="pool2", kernel=(2, 2), stride=(2, 2), pooling=Pooling.Max(), bottoms=["conv2"],
+        mt.ConvolutionLayer(name="conv2", n_filter=50, kernel=(5, 5), bottoms=["pool1"], tops=["conv2"]),
+        mt.PoolingLayer(name="pool2", kernel=(2, 2), stride=(2, 2), pooling=mt.Pooling.Max(), bottoms=["conv2"],
                      tops=["pool2"]),
-        InnerProductLayer(name="ip1", output_dim=500, neuron=ReLU(), bottoms=["pool2"], tops=["ip1"]),
-        InnerProductLayer(name="ip2", output_dim=10, bottoms=["ip1"], tops=["ip2"]),
+        mt.InnerProductLayer(name="ip1", output_dim=500, neuron=mt.neurons.ReLU(), bottoms=["pool2"], tops=["ip1"]),
+        mt.InnerProductLayer(name="ip2", output_dim=10, bottoms=["ip1"], tops=["ip2"]),
     ]
 
 
@@ -98,17 +86,17 @@ def validation_batch_size(n_samples: int, largest: int = 500) -> int:
     return divisor if divisor >= 50 else 100
 
 
-def build_nets(backend: Backend, train_source: str | Path, test_source: str | Path, batch_size: int = 64,
-               test_batch_size: int = 100) -> tuple[Net, Net]:
+def build_nets(backend: mt.Backend, train_source: str | Path, test_source: str | Path, batch_size: int = 64,
+               test_batch_size: int = 100) -> tuple[mt.Net, mt.Net]:
     """The training net (shuffled data + LeNet + softmax loss) and the test net (test data + the *same*
-    LeNet layer objects, sharing their parameters + AccuracyLayer "test-accuracy")."""
+    LeNet layer objects, sharing their parameters + an AccuracyLayer "test-accuracy")."""
     common = lenet_layers()
-    train_data = HDF5DataLayer(name="train-data", source=str(train_source), batch_size=batch_size, shuffle=True)
-    loss = SoftmaxLossLayer(name="loss", bottoms=["ip2", "label"])
-    net = Net("lenet-train", backend, [train_data, *common, loss])
-    test_data = HDF5DataLayer(name="test-data", source=str(test_source), batch_size=test_batch_size)
-    accuracy = AccuracyLayer(name="test-accuracy", bottoms=["ip2", "label"])
-    test_net = Net("lenet-test", backend, [test_data, *common, accuracy], phase="test")
+    train_data = mt.HDF5DataLayer(name="train-data", source=str(train_source), batch_size=batch_size, shuffle=True)
+    loss = mt.SoftmaxLossLayer(name="loss", bottoms=["ip2", "label"])
+    net = mt.Net("lenet-train", backend, [train_data, *common, loss])
+    test_data = mt.HDF5DataLayer(name="test-data", source=str(test_source), batch_size=test_batch_size)
+    accuracy = mt.AccuracyLayer(name="test-accuracy", bottoms=["ip2", "label"])
+    test_net = mt.Net("lenet-test", backend, [test_data, *common, accuracy], phase="test")
     return net, test_net
 
 
@@ -147,14 +135,14 @@ def prepare_data(data_dir: Path, mnist_dir: Path | None, seed: int) -> tuple[Pat
     return train_txt, test_txt, note
 
 
-def make_backend(name: str, seed: int) -> Backend:
+def make_backend(name: str, seed: int) -> mt.Backend:
     """"numpy" (float32), "triton" (GPU, else Triton's interpreter) or "auto" (Triton on a GPU)."""
     if name == "numpy":
-        return NumpyBackend("float32", seed=seed)
+        return mt.NumpyBackend("float32", seed=seed)
     if name == "triton":
-        return TritonBackend(seed=seed)
+        return mt.TritonBackend(seed=seed)
     if name == "auto":
-        return default_backend(seed=seed)
+        return mt.default_backend(seed=seed)
     raise ValueError(f"unknown backend {name!r}; use numpy, triton or auto")
 
 
@@ -196,17 +184,17 @@ def run(out: str | Path = "lenet-run", max_iter: int = DEFAULT_MAX_ITER, backend
     net, test_net = build_nets(be, train_txt, test_txt, batch_size=64, test_batch_size=validation_batch_size(n_test))
     print(net, file=stream, flush=True)
 
-    params = SolverParameters(max_iter=max_iter, regu_coef=0.0005, mom_policy=MomPolicy.Fixed(0.9),
-                              lr_policy=LRPolicy.Inv(0.01, 0.0001, 0.75),
-                              load_from="" if fresh else str(snapshot_dir))
-    solver = Solver(SGD(), params)
+    params = mt.SolverParameters(max_iter=max_iter, regu_coef=0.0005, mom_policy=mt.MomPolicy.Fixed(0.9),
+                                 lr_policy=mt.LRPolicy.Inv(0.01, 0.0001, 0.75),
+                                 load_from="" if fresh else str(snapshot_dir))
+    solver = mt.Solver(mt.SGD(), params)
     solver.setup_coffee_lounge(save_into=str(statistics_file), every_n_iter=validate_every,
                                file_exists="overwrite" if fresh else "merge")
-    solver.add_coffee_break(TrainingSummary("iter", "obj_val", "learning_rate"), every_n_iter=summary_every)
+    solver.add_coffee_break(mt.TrainingSummary("iter", "obj_val", "learning_rate"), every_n_iter=summary_every)
     snapshot_every = snapshot_every or max(max_iter, 1)
-    snapshot = Snapshot(snapshot_dir)
+    snapshot = mt.Snapshot(snapshot_dir)
     solver.add_coffee_break(snapshot, every_n_iter=snapshot_every)
-    validation = ValidationPerformance(test_net)
+    validation = mt.ValidationPerformance(test_net)
     solver.add_coffee_break(validation, every_n_iter=validate_every)
 
     start = time.perf_counter()

@@ -10,7 +10,7 @@ Everything a user needs is exported here, with Mocha's names::
     solver = mt.Solver(mt.SGD(), mt.SolverParameters(max_iter=1000, lr_policy=mt.LRPolicy.Inv(0.01, 1e-4, 0.75)))
 """
 
-from mocha_triton import neurons, transformers
+from mocha_triton import caffe, datasets, neurons, transformers
 from mocha_triton.backends import Backend, NumpyBackend, TritonBackend, default_backend
 from mocha_triton.blob import Blob
 from mocha_triton.coffee import Coffee, CoffeeLounge, Snapshot, TrainingSummary, ValidationPerformance
@@ -63,5 +63,6 @@ __all__ = [
     "Pooling", "PoolingLayer", "ReshapeLayer", "Snapshot", "SnapshotError", "SoftmaxLayer", "SoftmaxLossLayer",
     "Solver", "SolverParameters", "SolverState", "SplitLayer", "TopologyError", "TrainingSummary", "TritonBackend",
     "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights",
-    "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
+    "caffe", "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot",
+    "transformers",
 ]

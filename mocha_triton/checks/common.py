@@ -14,9 +14,16 @@ from typing import Any
 FLOAT_DTYPES = ("float32", "float64")
 
 
+_DTYPE_NAMES: dict[Any, str] = {}  # dtype object -> name; checks run on every op call, so cache
+
+
 def dtype_name(a: Any) -> str:
     """'float32', 'int64', ... for a NumPy array or a torch tensor."""
-    return str(a.dtype).removeprefix("torch.")
+    dtype = a.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return name
 
 
 def shape_of(a: Any) -> tuple[int, ...]:
