@@ -16,14 +16,12 @@ gradients.
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mocha_triton.blob import Blob
 from mocha_triton.checks.conv import conv2d_output_size
-from mocha_triton.contract import NEURONS
-from mocha_triton.layers.base import Layer, LayerState
+from mocha_triton.layers.base import Layer, LayerState, as_pair, check_neuron
 from mocha_triton.neurons import Neuron
 from mocha_triton.parameter import (
     ConstantInitializer,
@@ -34,29 +32,6 @@ from mocha_triton.parameter import (
     XavierInitializer,
     make_or_share_parameters,
 )
-
-
-def as_pair(layer: Layer, name: str, value: Any, minimum: int) -> tuple[int, int]:
-    """``value`` as an ``(h, w)`` pair of ints >= ``minimum``; an int means the same for both.
-
-    Raises the layer's error (naming the layer and the field) otherwise.
-    """
-    try:
-        items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-        if len(items) != 2 or any(isinstance(v, bool) for v in items):
-            raise TypeError
-        result = tuple(operator.index(v) for v in items)
-    except TypeError:
-        raise layer.fail(f"{name} must be an int or a pair of ints (h, w), got {value!r}") from None
-    if min(result) < minimum:
-        raise layer.fail(f"{name} must be >= {minimum} in both dimensions, got {value!r}")
-    return result  # type: ignore[return-value]
-
-
-def check_neuron(layer: Layer, neuron: Any) -> None:
-    """The ``neuron`` field holds a :class:`~mocha_triton.neurons.Neuron` the op contract knows."""
-    if not isinstance(neuron, Neuron) or neuron.op_name not in NEURONS:
-        raise layer.fail(f"neuron must be a mocha_triton.neurons.Neuron with op_name in {NEURONS}, got {neuron!r}")
 
 
 @dataclass(frozen=True, kw_only=True)

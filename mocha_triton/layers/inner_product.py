@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mocha_triton.blob import Blob
-from mocha_triton.layers.base import Layer, LayerState
+from mocha_triton.layers.base import Layer, LayerState, check_neuron
 from mocha_triton.neurons import Neuron
 from mocha_triton.parameter import (
     ConstantInitializer,
@@ -45,6 +45,7 @@ class InnerProductLayer(Layer):
     def validate(self) -> None:
         if not isinstance(self.output_dim, int) or self.output_dim < 1:
             raise self.fail(f"output_dim must be a positive int, got {self.output_dim!r}")
+        check_neuron(self, self.neuron)
         if not self.bottoms or len(self.bottoms) != len(self.tops):
             raise self.fail(f"needs one top per bottom, got bottoms {self.bottoms} and tops {self.tops}")
 

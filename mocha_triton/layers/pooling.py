@@ -22,8 +22,7 @@ from typing import Any
 
 from mocha_triton.blob import Blob
 from mocha_triton.checks.pooling import pool2d_output_size
-from mocha_triton.layers.base import Layer, LayerState
-from mocha_triton.layers.convolution import as_pair, check_neuron
+from mocha_triton.layers.base import Layer, LayerState, as_pair, check_neuron
 from mocha_triton.neurons import Neuron
 
 
