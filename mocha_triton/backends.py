@@ -148,12 +148,30 @@ class TritonBackend(Backend):
 
         self.torch = torch
         self.device = torch.device(device)
+        # Triton decides at decoration time whether kernels are compiled or interpreted: one mode per process.
+        interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+        if interpreting != (self.device.type == "cpu"):
+            mode = "Triton's interpreter (CPU tensors)" if interpreting else "compiled for the GPU"
+            raise ValueError(f"TritonBackend: device {device!r} does not match this process's kernels, which "
+                             f"run {mode}; use one TritonBackend device per process")
         precision = precision or ("tf32" if self.device.type == "cuda" else "ieee")
         if precision not in PRECISIONS:
             raise ValueError(f"TritonBackend: precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
-        kernels.set_precision(precision)
         super().__init__("float32", seed)
+        # Each backend runs its ops at its own tl.dot precision, whatever other backends set.
+        for name, op in vars(self.ops).items():
+            setattr(self.ops, name, self._with_precision(op, kernels.set_precision))
+
+    def _with_precision(self, op: Any, set_precision: Any) -> Any:
+        precision = self.precision
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            set_precision(precision)
+            return op(*args, **kwargs)
+
+        run.__name__, run.__doc__, run.__wrapped__ = op.__name__, op.__doc__, op
+        return run
 
     def _torch_dtype(self, dtype: str | None) -> Any:
         return getattr(self.torch, dtype or self.dtype)

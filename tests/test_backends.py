@@ -40,18 +40,25 @@ def test_blob_round_trip_reshape_fill_and_ops(make):
         blob.copy_from(np.zeros(7))
 
 
-def test_triton_backend_precision_and_device():
-    backend = TritonBackend(precision="tf32x3")
-    assert backend.precision == "tf32x3"
+def test_each_triton_backend_runs_at_its_own_precision():
     from mocha_triton.kernels import get_precision
 
+    fast = TritonBackend(precision="tf32x3")
+    exact = TritonBackend(precision="ieee")
+    assert (fast.precision, exact.precision) == ("tf32x3", "ieee")
+    y = fast.empty((3,))
+    fast.ops.fill(y, 1.0)
     assert get_precision() == "tf32x3"
-    TritonBackend(precision="ieee")
+    exact.ops.fill(y, 2.0)
     assert get_precision() == "ieee"
-    if not torch.cuda.is_available():
-        assert backend.device.type == "cpu"
     with pytest.raises(ValueError, match="precision must be one of"):
         TritonBackend(precision="fp8")
+
+
+def test_triton_backend_device_must_match_the_kernel_mode():
+    other = "cuda" if not torch.cuda.is_available() else "cpu"
+    with pytest.raises(ValueError, match="does not match this process's kernels"):
+        TritonBackend(device=other)
 
 
 def test_numpy_backend_rejects_other_dtypes():

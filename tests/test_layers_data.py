@@ -141,7 +141,7 @@ def test_memory_data_reads_arrays_live_and_casts(backend):
 
 def test_memory_data_on_triton_backend():
     x = np.random.default_rng(1).random((5, 2)).astype(np.float32)
-    state = MemoryDataLayer(tops=["data"], batch_size=2, data=[x]).setup(TritonBackend(device="cpu"), [], [])
+    state = MemoryDataLayer(tops=["data"], batch_size=2, data=[x]).setup(TritonBackend(), [], [])
     batches = run(state, 5)
     np.testing.assert_array_equal(stream(batches), np.concatenate([x, x]))
     assert state.epoch == 2

@@ -30,7 +30,7 @@ REL64 = 1e-12
 
 @pytest.fixture(scope="module")
 def triton_backend() -> TritonBackend:
-    return TritonBackend(device="cpu")
+    return TritonBackend()
 
 
 def make_case(pred_shape: tuple[int, ...], label_shape: tuple[int, ...], seed: int = 0):

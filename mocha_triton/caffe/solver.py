@@ -58,7 +58,7 @@ from typing import Any
 
 from mocha_triton.caffe import proto
 from mocha_triton.caffe.convert import CaffeConversionError, caffe_float, load_net
-from mocha_triton.caffe.reader import read_solver
+from mocha_triton.caffe.reader import read_solver, upgrade_solver
 from mocha_triton.coffee import Snapshot, TrainingSummary, ValidationPerformance
 from mocha_triton.net import Net
 from mocha_triton.policies import LRPolicy, MomPolicy, Policy
@@ -216,7 +216,9 @@ def load_solver(solver_prototxt: Any, backend: Any = None, *, input_shapes: Mapp
     ValueError naming the solver file and the field) for settings it cannot map.
     """
     if isinstance(solver_prototxt, proto.SolverParameter):
-        sp, source, solver_dir = solver_prototxt, "<SolverParameter>", os.getcwd()
+        sp = proto.SolverParameter()
+        sp.CopyFrom(solver_prototxt)  # upgraded like a file (legacy solver_type), leaving the caller's copy alone
+        sp, source, solver_dir = upgrade_solver(sp), "<SolverParameter>", os.getcwd()
     else:
         is_file = isinstance(solver_prototxt, os.PathLike) or (
             isinstance(solver_prototxt, str) and "\n" not in solver_prototxt and os.path.isfile(solver_prototxt))
