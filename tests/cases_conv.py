@@ -125,6 +125,10 @@ _REFERENCE = [
     _case(2, 5, 7, 8, 1, 3, 1, 2, neuron="exp"),                             # F = 1, wide padding
     _case(1, 2, 3, 3, 2, 3, 2, 3, has_bias=False),                           # padding > kernel / 2
     _case(2, 20, 12, 12, 50, 5),                                             # LeNet conv2 shape, batch 2
+    # few input channels, many filters, long rows: the reference takes its sample-major column order
+    _case(4, 1, 16, 16, 20, 3, 1, 1, neuron="relu"),                         # LeNet conv1-like, padded
+    _case(2, 2, 12, 12, 16, 3, 1, 0, groups=2),                              # sample-major with groups
+    _case(2, 1, 9, 9, 8, 1, 2, 0, has_bias=False),                           # sample-major at stride 2
 ]
 
 _TINY = [
