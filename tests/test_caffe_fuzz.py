@@ -216,3 +216,18 @@ def test_real_caffemodel_truncated_or_flipped(data):
         damaged[position] ^= 1 << data.draw(st.integers(0, 7))
         damaged = bytes(damaged)
     parse_model_or_format_error(damaged)
+
+
+@settings(max_examples=150)
+@given(st.sampled_from(NET_TEXTS).flatmap(mutated_text))
+def test_mutated_prototxt_builds_a_net_or_raises_the_format_error(text):
+    """Through the whole conversion: a mutated net either becomes a Net or raises CaffeFormatError
+    (CaffeConversionError is one) — never another exception and never a half-built net."""
+    import mocha_triton as mt
+
+    backend = mt.NumpyBackend()
+    try:
+        net = mt.caffe.load_net(text, backend=backend)
+    except CaffeFormatError:
+        return
+    assert isinstance(net, mt.Net) and len(net.states) == len(net.layers)

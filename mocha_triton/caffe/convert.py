@@ -86,7 +86,7 @@ from mocha_triton.blob import Blob
 from mocha_triton.caffe import proto
 from mocha_triton.caffe.reader import CaffeFormatError, blob_to_numpy, filter_net, read_blob, read_caffemodel, read_net
 from mocha_triton.layers.accuracy import AccuracyLayer
-from mocha_triton.layers.base import Layer, LayerState
+from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyError
 from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.data import HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
@@ -916,7 +916,10 @@ def load_net(prototxt: Any, caffemodel: Any = None, backend: Any = None, phase: 
     layers = converter.layers()
     for note in converter.notes:
         warnings.warn(f"{source}: {note}", stacklevel=2)
-    net = Net(name or net_param.name or "caffe-net", backend, layers, phase=phase)
+    try:
+        net = Net(name or net_param.name or "caffe-net", backend, layers, phase=phase)
+    except (TopologyError, LayerError) as exc:  # wiring or shapes the converted layers cannot take
+        raise CaffeConversionError(source, str(exc)) from exc
     if caffemodel is not None:
         load_weights(net, caffemodel)
     return net
