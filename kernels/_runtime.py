@@ -10,6 +10,8 @@ Nothing here computes on tensors. The pieces:
 * :func:`only_config` — run with one chosen config of an autotuned kernel (tests use it to cover
   every config on a GPU).
 * :class:`CompileCase` — how the compile gate compiles a kernel: argument types and constexprs.
+* :data:`STREAM_LAUNCH` / :func:`stream_grid` / :func:`stream_compile_case` — the one launch shape of
+  the streaming (flat elementwise) kernels, shared by their launchers and their compile cases.
 * :func:`require_tensor` / :func:`same_device` — storage checks on the torch side.
 """
 
@@ -115,6 +117,30 @@ class CompileCase:
     num_warps: int = 4
     num_stages: int = 3
     label: str = ""
+
+
+# Streaming kernels walk a flat contiguous view: program p handles elements [p * BLOCK, (p + 1) * BLOCK).
+# On a GPU 1024 elements at 4 warps is 8 per thread (two 16-byte vector loads per operand), enough to
+# stream at memory bandwidth; the interpreter's cost grows with the number of programs, so it gets
+# bigger blocks. There is no loop to pipeline, hence one stage.
+STREAM_GPU_BLOCK = 1024
+STREAM_BLOCK = 4096 if INTERPRET else STREAM_GPU_BLOCK  # elements per program at launch
+STREAM_NUM_WARPS = 4
+STREAM_NUM_STAGES = 1
+STREAM_LAUNCH = {"BLOCK": STREAM_BLOCK, "num_warps": STREAM_NUM_WARPS, "num_stages": STREAM_NUM_STAGES}
+
+
+def stream_grid(numel: int, block: int = STREAM_BLOCK) -> tuple[int]:
+    """1-D grid of a streaming kernel: ``cdiv(numel, block)`` programs."""
+    return (triton.cdiv(numel, block),)
+
+
+def stream_compile_case(kernel: Any, signature: dict[str, str], constexprs: dict[str, Any] | None = None,
+                        label: str = "") -> CompileCase:
+    """The compile case of a streaming kernel launched with :data:`STREAM_LAUNCH`: the GPU block size,
+    ``STREAM_NUM_WARPS`` and ``STREAM_NUM_STAGES``, plus any other constexprs."""
+    return CompileCase(kernel, signature, {**(constexprs or {}), "BLOCK": STREAM_GPU_BLOCK}, STREAM_NUM_WARPS,
+                       STREAM_NUM_STAGES, label=label)
 
 
 def require_tensor(op: str, name: str, t: Any, device: Any = None) -> None:

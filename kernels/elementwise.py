@@ -13,17 +13,16 @@ import triton
 import triton.language as tl
 
 from mocha_triton.checks import elementwise as checks
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, same_device
+from mocha_triton.kernels._runtime import (
+    STREAM_BLOCK,
+    STREAM_LAUNCH,
+    CompileCase,
+    same_device,
+    stream_compile_case,
+    stream_grid,
+)
 
 FLOAT32 = ("float32",)
-BLOCK = 4096 if INTERPRET else 1024  # elements per program; the interpreter prefers few programs
-NUM_WARPS = 4
-NUM_STAGES = 1  # streaming kernels: no loop to pipeline
-LAUNCH = {"BLOCK": BLOCK, "num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
-
-
-def _grid(numel: int) -> tuple[int]:
-    return (triton.cdiv(numel, BLOCK),)
 
 
 @triton.jit
@@ -94,7 +93,7 @@ def fill(y: torch.Tensor, value: float) -> None:
     value = checks.check_fill(y, value, FLOAT32)
     same_device("fill", {"y": y})
     if y.numel():
-        fill_kernel[_grid(y.numel())](y, value, y.numel(), **LAUNCH)
+        fill_kernel[stream_grid(y.numel())](y, value, y.numel(), **STREAM_LAUNCH)
 
 
 def copy(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -102,7 +101,7 @@ def copy(x: torch.Tensor, y: torch.Tensor) -> None:
     checks.check_copy(x, y, FLOAT32)
     same_device("copy", {"x": x, "y": y})
     if y.numel():
-        axpby_kernel[_grid(y.numel())](x, y, 1.0, 0.0, y.numel(), **LAUNCH)
+        axpby_kernel[stream_grid(y.numel())](x, y, 1.0, 0.0, y.numel(), **STREAM_LAUNCH)
 
 
 def axpy(alpha: float, x: torch.Tensor, y: torch.Tensor) -> None:
@@ -110,7 +109,7 @@ def axpy(alpha: float, x: torch.Tensor, y: torch.Tensor) -> None:
     alpha = checks.check_axpy(alpha, x, y, FLOAT32)
     same_device("axpy", {"x": x, "y": y})
     if y.numel():
-        axpby_kernel[_grid(y.numel())](x, y, alpha, 1.0, y.numel(), **LAUNCH)
+        axpby_kernel[stream_grid(y.numel())](x, y, alpha, 1.0, y.numel(), **STREAM_LAUNCH)
 
 
 def scale(y: torch.Tensor, alpha: float) -> None:
@@ -118,7 +117,7 @@ def scale(y: torch.Tensor, alpha: float) -> None:
     alpha = checks.check_scale(y, alpha, FLOAT32)
     same_device("scale", {"y": y})
     if y.numel():
-        scale_kernel[_grid(y.numel())](y, alpha, y.numel(), **LAUNCH)
+        scale_kernel[stream_grid(y.numel())](y, alpha, y.numel(), **STREAM_LAUNCH)
 
 
 def bias_add(y: torch.Tensor, b: torch.Tensor) -> None:
@@ -126,33 +125,29 @@ def bias_add(y: torch.Tensor, b: torch.Tensor) -> None:
     _, c, s = checks.check_bias_add(y, b, FLOAT32)
     same_device("bias_add", {"y": y, "b": b})
     if y.numel():
-        bias_add_kernel[_grid(y.numel())](y, b, y.numel(), c, s, **LAUNCH)
+        bias_add_kernel[stream_grid(y.numel())](y, b, y.numel(), c, s, **STREAM_LAUNCH)
 
 
 def sum_of_squares(x: torch.Tensor, out: torch.Tensor) -> None:
     """out[0] = sum(x ** 2), accumulated in fp32 blockwise, then the block sums in a fixed order."""
     checks.check_sum_of_squares(x, out, FLOAT32)
     same_device("sum_of_squares", {"x": x, "out": out})
-    n_partial = max(triton.cdiv(x.numel(), BLOCK), 1)
+    n_partial = max(triton.cdiv(x.numel(), STREAM_BLOCK), 1)
     partial = torch.empty(n_partial, dtype=torch.float32, device=x.device)
     if x.numel():
-        sum_of_squares_partial_kernel[(n_partial,)](x, partial, x.numel(), **LAUNCH)
+        sum_of_squares_partial_kernel[(n_partial,)](x, partial, x.numel(), **STREAM_LAUNCH)
     else:
         fill(partial, 0.0)
-    sum_kernel[(1,)](partial, out, n_partial, **LAUNCH)
+    sum_kernel[(1,)](partial, out, n_partial, **STREAM_LAUNCH)
 
 
 def compile_cases() -> list[CompileCase]:
     ptr, i64, f32 = "*fp32", "i64", "fp32"
-    launch = ({"BLOCK": 1024}, NUM_WARPS, NUM_STAGES)  # BLOCK as on a GPU
     return [
-        CompileCase(fill_kernel, {"y_ptr": ptr, "value": f32, "numel": i64}, *launch),
-        CompileCase(axpby_kernel, {"x_ptr": ptr, "y_ptr": ptr, "alpha": f32, "beta": f32, "numel": i64},
-                    *launch),
-        CompileCase(scale_kernel, {"y_ptr": ptr, "alpha": f32, "numel": i64}, *launch),
-        CompileCase(bias_add_kernel, {"y_ptr": ptr, "b_ptr": ptr, "numel": i64, "C": "i32", "S": "i32"},
-                    *launch),
-        CompileCase(sum_of_squares_partial_kernel, {"x_ptr": ptr, "partial_ptr": ptr, "numel": i64},
-                    *launch),
-        CompileCase(sum_kernel, {"partial_ptr": ptr, "out_ptr": ptr, "n_partial": "i32"}, *launch),
+        stream_compile_case(fill_kernel, {"y_ptr": ptr, "value": f32, "numel": i64}),
+        stream_compile_case(axpby_kernel, {"x_ptr": ptr, "y_ptr": ptr, "alpha": f32, "beta": f32, "numel": i64}),
+        stream_compile_case(scale_kernel, {"y_ptr": ptr, "alpha": f32, "numel": i64}),
+        stream_compile_case(bias_add_kernel, {"y_ptr": ptr, "b_ptr": ptr, "numel": i64, "C": "i32", "S": "i32"}),
+        stream_compile_case(sum_of_squares_partial_kernel, {"x_ptr": ptr, "partial_ptr": ptr, "numel": i64}),
+        stream_compile_case(sum_kernel, {"partial_ptr": ptr, "out_ptr": ptr, "n_partial": "i32"}),
     ]

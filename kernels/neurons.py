@@ -21,15 +21,23 @@ import triton.language as tl
 from mocha_triton.checks import neurons as checks
 from mocha_triton.contract import NEURONS
 from mocha_triton.kernels._activations import IDENTITY, apply_neuron, neuron_code, neuron_grad_from_output
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, same_device
+from mocha_triton.kernels._runtime import (
+    INTERPRET,
+    STREAM_GPU_BLOCK,
+    STREAM_NUM_STAGES,
+    STREAM_NUM_WARPS,
+    CompileCase,
+    same_device,
+    stream_compile_case,
+    stream_grid,
+)
 
 FLOAT32 = ("float32",)
-# Elements per program: 8 per thread at 4 warps on a GPU (two 16-byte vector loads per operand), which
-# streamed at 99-102% of a torch device-to-device copy on an H200 (blocks of 2048-16384 gave 95-97%);
-# the interpreter's cost grows with the number of programs, so it gets bigger blocks.
-BLOCK = 16384 if INTERPRET else 1024
-NUM_WARPS = 4
-NUM_STAGES = 1  # no loop to pipeline
+# Elements per program: the shared streaming launch (_runtime.STREAM_LAUNCH) on a GPU, which streamed
+# at 99-102% of a torch device-to-device copy on an H200 (blocks of 2048-16384 gave 95-97%); the
+# interpreter gets an even bigger block than the shared one, since neurons run inside every layer test.
+BLOCK = 16384 if INTERPRET else STREAM_GPU_BLOCK
+LAUNCH = {"BLOCK": BLOCK, "num_warps": STREAM_NUM_WARPS, "num_stages": STREAM_NUM_STAGES}
 
 
 @triton.jit
@@ -52,10 +60,6 @@ def neuron_backward_kernel(y_ptr, dy_ptr, dx_ptr, numel, negative_slope, NEURON:
     tl.store(dx_ptr + offs, neuron_grad_from_output(y, dy, NEURON, negative_slope), mask=mask)
 
 
-def _grid(numel: int) -> tuple[int]:
-    return (triton.cdiv(numel, BLOCK),)
-
-
 def neuron_forward(x: torch.Tensor, y: torch.Tensor, neuron: str, negative_slope: float = 0.01) -> None:
     """y = neuron(x) elementwise; ``y`` may be ``x`` itself (in place).
 
@@ -66,8 +70,7 @@ def neuron_forward(x: torch.Tensor, y: torch.Tensor, neuron: str, negative_slope
     code = neuron_code(neuron)
     if x.numel() == 0 or (code == IDENTITY and y.data_ptr() == x.data_ptr()):
         return  # nothing to compute, or the identity in place
-    neuron_forward_kernel[_grid(x.numel())](x, y, x.numel(), slope, NEURON=code, BLOCK=BLOCK,
-                                            num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+    neuron_forward_kernel[stream_grid(x.numel(), BLOCK)](x, y, x.numel(), slope, NEURON=code, **LAUNCH)
 
 
 def neuron_backward(y: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, neuron: str,
@@ -82,8 +85,7 @@ def neuron_backward(y: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, neuron:
     code = neuron_code(neuron)
     if dy.numel() == 0 or (code == IDENTITY and dx.data_ptr() == dy.data_ptr()):
         return  # nothing to compute, or the identity in place
-    neuron_backward_kernel[_grid(dy.numel())](y, dy, dx, dy.numel(), slope, NEURON=code, BLOCK=BLOCK,
-                                              num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+    neuron_backward_kernel[stream_grid(dy.numel(), BLOCK)](y, dy, dx, dy.numel(), slope, NEURON=code, **LAUNCH)
 
 
 def compile_cases() -> list[CompileCase]:
@@ -91,12 +93,12 @@ def compile_cases() -> list[CompileCase]:
     ptr = "*fp32"
     cases = []
     for name in NEURONS:
-        constexprs = {"NEURON": neuron_code(name), "BLOCK": 1024}
-        cases.append(CompileCase(neuron_forward_kernel,
-                                 {"x_ptr": ptr, "y_ptr": ptr, "numel": "i64", "negative_slope": "fp32"},
-                                 constexprs, NUM_WARPS, NUM_STAGES, label=name))
-        cases.append(CompileCase(neuron_backward_kernel,
-                                 {"y_ptr": ptr, "dy_ptr": ptr, "dx_ptr": ptr, "numel": "i64",
-                                  "negative_slope": "fp32"},
-                                 constexprs, NUM_WARPS, NUM_STAGES, label=name))
+        constexprs = {"NEURON": neuron_code(name)}
+        cases.append(stream_compile_case(neuron_forward_kernel,
+                                         {"x_ptr": ptr, "y_ptr": ptr, "numel": "i64", "negative_slope": "fp32"},
+                                         constexprs, label=name))
+        cases.append(stream_compile_case(neuron_backward_kernel,
+                                         {"y_ptr": ptr, "dy_ptr": ptr, "dx_ptr": ptr, "numel": "i64",
+                                          "negative_slope": "fp32"},
+                                         constexprs, label=name))
     return cases

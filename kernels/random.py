@@ -27,13 +27,9 @@ import triton
 import triton.language as tl
 
 from mocha_triton.checks import random as checks
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, same_device
+from mocha_triton.kernels._runtime import STREAM_LAUNCH, CompileCase, same_device, stream_compile_case, stream_grid
 
 FLOAT32 = ("float32",)
-BLOCK = 4096 if INTERPRET else 1024  # elements per program; the interpreter prefers few programs
-NUM_WARPS = 4
-NUM_STAGES = 1  # streaming kernels: no loop to pipeline
-LAUNCH = {"BLOCK": BLOCK, "num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
 
 
 @triton.jit
@@ -62,17 +58,13 @@ def dropout_kernel(src_ptr, rand_ptr, dst_ptr, ratio, scale, numel, BLOCK: tl.co
     tl.store(dst_ptr + offs, tl.where(r > ratio, src * scale, 0.0), mask=mask)
 
 
-def _grid(numel: int) -> tuple[int]:
-    return (triton.cdiv(numel, BLOCK),)
-
-
 def uniform_fill(y: torch.Tensor, low: float, high: float, seed: int, offset: int = 0) -> None:
     """y = low + (high - low) * u, u = tl.rand(seed, offset + i) for the i-th element (C order)."""
     low, high, seed, offset = checks.check_uniform_fill(y, low, high, seed, offset, FLOAT32)
     same_device("uniform_fill", {"y": y})
     if y.numel():
-        uniform_fill_kernel[_grid(y.numel())](y, low, high - low, seed, offset, y.numel(), enable_fp_fusion=False,
-                                              **LAUNCH)
+        uniform_fill_kernel[stream_grid(y.numel())](y, low, high - low, seed, offset, y.numel(),
+                                                    enable_fp_fusion=False, **STREAM_LAUNCH)
 
 
 def normal_fill(y: torch.Tensor, mean: float, std: float, seed: int, offset: int = 0) -> None:
@@ -80,8 +72,8 @@ def normal_fill(y: torch.Tensor, mean: float, std: float, seed: int, offset: int
     mean, std, seed, offset = checks.check_normal_fill(y, mean, std, seed, offset, FLOAT32)
     same_device("normal_fill", {"y": y})
     if y.numel():
-        normal_fill_kernel[_grid(y.numel())](y, mean, std, seed, offset, y.numel(), enable_fp_fusion=False,
-                                             **LAUNCH)
+        normal_fill_kernel[stream_grid(y.numel())](y, mean, std, seed, offset, y.numel(), enable_fp_fusion=False,
+                                                   **STREAM_LAUNCH)
 
 
 def dropout_forward(x: torch.Tensor, rand: torch.Tensor, y: torch.Tensor, ratio: float, scale: float) -> None:
@@ -89,7 +81,7 @@ def dropout_forward(x: torch.Tensor, rand: torch.Tensor, y: torch.Tensor, ratio:
     ratio, scale = checks.check_dropout_forward(x, rand, y, ratio, scale, FLOAT32)
     same_device("dropout_forward", {"x": x, "rand": rand, "y": y})
     if x.numel():
-        dropout_kernel[_grid(x.numel())](x, rand, y, ratio, scale, x.numel(), **LAUNCH)
+        dropout_kernel[stream_grid(x.numel())](x, rand, y, ratio, scale, x.numel(), **STREAM_LAUNCH)
 
 
 def dropout_backward(dy: torch.Tensor, rand: torch.Tensor, dx: torch.Tensor, ratio: float, scale: float) -> None:
@@ -97,17 +89,16 @@ def dropout_backward(dy: torch.Tensor, rand: torch.Tensor, dx: torch.Tensor, rat
     ratio, scale = checks.check_dropout_backward(dy, rand, dx, ratio, scale, FLOAT32)
     same_device("dropout_backward", {"dy": dy, "rand": rand, "dx": dx})
     if dy.numel():
-        dropout_kernel[_grid(dy.numel())](dy, rand, dx, ratio, scale, dy.numel(), **LAUNCH)
+        dropout_kernel[stream_grid(dy.numel())](dy, rand, dx, ratio, scale, dy.numel(), **STREAM_LAUNCH)
 
 
 def compile_cases() -> list[CompileCase]:
     ptr, f32, i64 = "*fp32", "fp32", "i64"
-    launch = ({"BLOCK": 1024}, NUM_WARPS, NUM_STAGES)  # BLOCK as on a GPU
     return [
-        CompileCase(uniform_fill_kernel, {"y_ptr": ptr, "low": f32, "span": f32, "seed": i64, "offset": i64,
-                                          "numel": i64}, *launch),
-        CompileCase(normal_fill_kernel, {"y_ptr": ptr, "mean": f32, "std": f32, "seed": i64, "offset": i64,
-                                         "numel": i64}, *launch),
-        CompileCase(dropout_kernel, {"src_ptr": ptr, "rand_ptr": ptr, "dst_ptr": ptr, "ratio": f32, "scale": f32,
-                                     "numel": i64}, *launch),
+        stream_compile_case(uniform_fill_kernel, {"y_ptr": ptr, "low": f32, "span": f32, "seed": i64,
+                                                  "offset": i64, "numel": i64}),
+        stream_compile_case(normal_fill_kernel, {"y_ptr": ptr, "mean": f32, "std": f32, "seed": i64,
+                                                 "offset": i64, "numel": i64}),
+        stream_compile_case(dropout_kernel, {"src_ptr": ptr, "rand_ptr": ptr, "dst_ptr": ptr, "ratio": f32,
+                                             "scale": f32, "numel": i64}),
     ]

@@ -12,12 +12,9 @@ import triton
 import triton.language as tl
 
 from mocha_triton.checks import regularizers as checks
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, same_device
+from mocha_triton.kernels._runtime import STREAM_LAUNCH, CompileCase, same_device, stream_compile_case, stream_grid
 
 FLOAT32 = ("float32",)
-BLOCK = 4096 if INTERPRET else 1024  # elements per program; the interpreter prefers few programs
-NUM_WARPS = 4
-NUM_STAGES = 1  # streaming kernel: no loop to pipeline
 
 
 @triton.jit
@@ -36,8 +33,7 @@ def regularizer_gradient_kernel(w_ptr, dw_ptr, coef, numel, NORM: tl.constexpr, 
 
 def _launch(w: torch.Tensor, dw: torch.Tensor, coef: float, norm: int) -> None:
     if w.numel():
-        regularizer_gradient_kernel[(triton.cdiv(w.numel(), BLOCK),)](
-            w, dw, coef, w.numel(), NORM=norm, BLOCK=BLOCK, num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+        regularizer_gradient_kernel[stream_grid(w.numel())](w, dw, coef, w.numel(), NORM=norm, **STREAM_LAUNCH)
 
 
 def l2_regularizer_gradient(w: torch.Tensor, dw: torch.Tensor, coef: float) -> None:
@@ -57,7 +53,6 @@ def l1_regularizer_gradient(w: torch.Tensor, dw: torch.Tensor, coef: float) -> N
 def compile_cases() -> list[CompileCase]:
     signature = {"w_ptr": "*fp32", "dw_ptr": "*fp32", "coef": "fp32", "numel": "i64"}
     return [
-        CompileCase(regularizer_gradient_kernel, signature, {"NORM": norm, "BLOCK": 1024}, NUM_WARPS, NUM_STAGES,
-                    label=f"L{norm}")
+        stream_compile_case(regularizer_gradient_kernel, signature, {"NORM": norm}, label=f"L{norm}")
         for norm in (1, 2)
     ]

@@ -13,13 +13,9 @@ import triton
 import triton.language as tl
 
 from mocha_triton.checks import solvers as checks
-from mocha_triton.kernels._runtime import INTERPRET, CompileCase, same_device
+from mocha_triton.kernels._runtime import STREAM_LAUNCH, CompileCase, same_device, stream_compile_case, stream_grid
 
 FLOAT32 = ("float32",)
-BLOCK = 4096 if INTERPRET else 1024  # elements per program; the interpreter prefers few programs
-NUM_WARPS = 4
-NUM_STAGES = 1  # streaming kernels: no loop to pipeline
-LAUNCH = {"BLOCK": BLOCK, "num_warps": NUM_WARPS, "num_stages": NUM_STAGES}
 
 
 @triton.jit
@@ -55,7 +51,7 @@ def sgd_momentum_update(w: torch.Tensor, dw: torch.Tensor, v: torch.Tensor, lr: 
     lr, momentum = checks.check_sgd_momentum_update(w, dw, v, lr, momentum, FLOAT32)
     same_device("sgd_momentum_update", {"w": w, "dw": dw, "v": v})
     if w.numel():
-        sgd_momentum_kernel[(triton.cdiv(w.numel(), BLOCK),)](w, dw, v, lr, momentum, w.numel(), **LAUNCH)
+        sgd_momentum_kernel[stream_grid(w.numel())](w, dw, v, lr, momentum, w.numel(), **STREAM_LAUNCH)
 
 
 def nesterov_update(w: torch.Tensor, dw: torch.Tensor, v: torch.Tensor, lr: float, momentum: float,
@@ -64,15 +60,14 @@ def nesterov_update(w: torch.Tensor, dw: torch.Tensor, v: torch.Tensor, lr: floa
     lr, momentum, next_momentum = checks.check_nesterov_update(w, dw, v, lr, momentum, next_momentum, FLOAT32)
     same_device("nesterov_update", {"w": w, "dw": dw, "v": v})
     if w.numel():
-        nesterov_kernel[(triton.cdiv(w.numel(), BLOCK),)](w, dw, v, lr, momentum, 1.0 + next_momentum, w.numel(),
-                                                          **LAUNCH)
+        nesterov_kernel[stream_grid(w.numel())](w, dw, v, lr, momentum, 1.0 + next_momentum, w.numel(),
+                                                **STREAM_LAUNCH)
 
 
 def compile_cases() -> list[CompileCase]:
     ptrs = {"w_ptr": "*fp32", "dw_ptr": "*fp32", "v_ptr": "*fp32"}
-    launch = ({"BLOCK": 1024}, NUM_WARPS, NUM_STAGES)  # BLOCK as on a GPU
     return [
-        CompileCase(sgd_momentum_kernel, {**ptrs, "lr": "fp32", "momentum": "fp32", "numel": "i64"}, *launch),
-        CompileCase(nesterov_kernel, {**ptrs, "lr": "fp32", "momentum": "fp32", "one_plus_next_momentum": "fp32",
-                                      "numel": "i64"}, *launch),
+        stream_compile_case(sgd_momentum_kernel, {**ptrs, "lr": "fp32", "momentum": "fp32", "numel": "i64"}),
+        stream_compile_case(nesterov_kernel, {**ptrs, "lr": "fp32", "momentum": "fp32",
+                                              "one_plus_next_momentum": "fp32", "numel": "i64"}),
     ]

@@ -29,6 +29,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from mocha_triton.layers.data import read_source_list
+
 PathLike = str | os.PathLike
 
 #: IDX magic numbers of the MNIST files: 0x00000803 (unsigned bytes, 3 dims) and 0x00000801 (1 dim).
@@ -257,10 +259,13 @@ def make_digits_hdf5(out_dir: PathLike, test_fraction: float = 0.2, seed: int = 
 
 
 def hdf5_num_samples(source: PathLike) -> int:
-    """The number of samples listed by a source list (sum of the files' "label" lengths)."""
+    """The number of samples listed by a source list (sum of the files' "label" lengths).
+
+    The list is read like the HDF5 data layers read it (:func:`mocha_triton.layers.data.read_source_list`:
+    relative entries are found in the current directory or next to the list); a bad list raises ValueError.
+    """
     total = 0
-    for line in Path(source).read_text().splitlines():
-        if line.strip():
-            with h5py.File(line.strip(), "r") as f:
-                total += f["label"].shape[0]
+    for path in read_source_list(source):
+        with h5py.File(path, "r") as f:
+            total += f["label"].shape[0]
     return total

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mocha_triton.blob import Blob
-from mocha_triton.layers.base import Layer, LayerError, LayerState
-from mocha_triton.layers.loss import check_two_bottoms, label_shape_for, label_view
+from mocha_triton.layers.base import Layer, LayerState
+from mocha_triton.layers.loss import check_two_bottoms, label_shape_for, label_view, run_layer_op
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,13 +68,8 @@ class AccuracyState(LayerState):
 
     def forward(self, inputs: list[Blob]) -> None:
         pred, label = inputs
-        try:
-            self.ops.accuracy_forward(pred.data, label_view(label, self.label_shape), self.correct.data,
-                                      self.layer.top_k)
-        except (ValueError, TypeError) as err:
-            if isinstance(err, LayerError):
-                raise
-            raise self.layer.fail(str(err)) from err
+        run_layer_op(self, "accuracy_forward", pred.data, label_view(label, self.label_shape), self.correct.data,
+                     self.layer.top_k)
         self.n_correct += int(self.correct.to_numpy()[0])
         self.n_seen += self.positions
 

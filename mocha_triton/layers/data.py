@@ -243,19 +243,22 @@ class _MemorySource:
         return _Opened(self.layer.data)  # live: whatever the arrays hold now
 
 
-def _read_source_list(layer: HDF5DataLayer) -> list[str]:
-    """The HDF5 paths listed in ``layer.source``, resolved (cwd first, then next to the list)."""
-    source = layer.source
+def read_source_list(source: str | os.PathLike, fail: Callable[[str], Exception] = ValueError) -> list[str]:
+    """The HDF5 paths listed in the text file ``source``, one per line (blank lines and surrounding
+    spaces ignored, ``~`` expanded), as absolute paths: a relative entry is looked up in the current
+    directory (Mocha), then next to the list. Problems raise ``fail(message)`` (the data layers pass
+    their ``fail``, so the message names the layer)."""
+    source = os.fspath(source)
     if not os.path.isfile(source):
-        raise layer.fail(f"source file {source!r} does not exist")
+        raise fail(f"source file {source!r} does not exist")
     try:
         with open(source, encoding="utf-8") as f:
             entries = [line.strip() for line in f]
     except (OSError, UnicodeDecodeError) as err:
-        raise layer.fail(f"cannot read the source file {source!r}: {err}") from err
+        raise fail(f"cannot read the source file {source!r}: {err}") from err
     entries = [e for e in entries if e]
     if not entries:
-        raise layer.fail(f"source file {source!r} lists no HDF5 files")
+        raise fail(f"source file {source!r} lists no HDF5 files")
     folder = os.path.dirname(os.path.abspath(source))
     paths = []
     for entry in entries:
@@ -263,8 +266,8 @@ def _read_source_list(layer: HDF5DataLayer) -> list[str]:
         candidates = [entry] if os.path.isabs(entry) else [os.path.abspath(entry), os.path.join(folder, entry)]
         found = next((c for c in candidates if os.path.isfile(c)), None)
         if found is None:
-            raise layer.fail(f"HDF5 file {entry!r} listed in {source!r} does not exist "
-                             f"(looked for {' and '.join(repr(c) for c in candidates)})")
+            raise fail(f"HDF5 file {entry!r} listed in {source!r} does not exist "
+                       f"(looked for {' and '.join(repr(c) for c in candidates)})")
         paths.append(os.path.abspath(found))
     return paths
 
@@ -289,7 +292,7 @@ class _HDF5Source:
         import h5py
 
         self.layer = layer
-        self.paths = _read_source_list(layer)
+        self.paths = read_source_list(layer.source, layer.fail)
         self.rows: list[int] = []
         self.sample_shapes: list[tuple[int, ...]] = []
         for path in self.paths:
@@ -726,4 +729,5 @@ class AsyncDataLayerState(DataLayerState):
         self._offset %= self.source.total
 
 
-__all__ = ["AsyncDataLayerState", "AsyncHDF5DataLayer", "DataLayerState", "HDF5DataLayer", "MemoryDataLayer"]
+__all__ = ["AsyncDataLayerState", "AsyncHDF5DataLayer", "DataLayerState", "HDF5DataLayer", "MemoryDataLayer",
+           "read_source_list"]

@@ -125,16 +125,22 @@ class _ClassificationLoss(Layer):
         return shape, class_weights
 
 
+def run_layer_op(state: LayerState, op: str, *args: Any, **kwargs: Any) -> None:
+    """Call ``state.ops.<op>(*args, **kwargs)``, turning the op's bad-input errors (ValueError, TypeError)
+    into errors that name the layer (a LayerError passes through unchanged)."""
+    try:
+        getattr(state.ops, op)(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, LayerError):
+            raise
+        raise state.layer.fail(str(err)) from err
+
+
 class _LossState(LayerState):
     """Runs a loss op, turning its bad-input errors into errors that name the layer."""
 
     def _run(self, op: str, *args: Any, **kwargs: Any) -> None:
-        try:
-            getattr(self.ops, op)(*args, **kwargs)
-        except (ValueError, TypeError) as err:
-            if isinstance(err, LayerError):
-                raise
-            raise self.layer.fail(str(err)) from err
+        run_layer_op(self, op, *args, **kwargs)
 
 
 # --- SoftmaxLossLayer --------------------------------------------------------------------------
@@ -231,4 +237,4 @@ class MultinomialLogisticLossState(_LossState):
 
 
 __all__ = ["MultinomialLogisticLossLayer", "MultinomialLogisticLossState", "SoftmaxLossLayer", "SoftmaxLossState",
-           "label_shape_for", "label_view"]
+           "label_shape_for", "label_view", "run_layer_op"]
