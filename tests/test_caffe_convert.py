@@ -514,7 +514,7 @@ def test_flatten_and_reshape():
     np.testing.assert_array_equal(net.output_blobs["re"].to_numpy(), x.reshape(2, 12, 4))
     bad = text + 'layer { name: "re3" type: "Reshape" bottom: "x" top: "re3" ' \
                  'reshape_param { shape { dim: 4 dim: 24 } } }'
-    with pytest.raises(mt.LayerError, match="changes the batch dimension"):
+    with pytest.raises(CaffeConversionError, match="changes the batch dimension"):
         load_net(bad, backend=numpy64())
 
 
