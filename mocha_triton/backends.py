@@ -89,10 +89,14 @@ class Backend:
         raise NotImplementedError
 
     def zeros(self, shape: tuple[int, ...], dtype: str | None = None) -> Any:
+        """A zero-filled raw array: the fill op for the backend's float dtype, a host copy for others (ints)."""
         data = self.empty(shape, dtype)
-        if math.prod(shape):
-            self.ops.fill(data, 0.0) if (dtype or self.dtype) == self.dtype else self.copy_into(
-                data, np.zeros(shape, dtype))
+        if not math.prod(shape):
+            return data
+        if (dtype or self.dtype) == self.dtype:
+            self.ops.fill(data, 0.0)
+        else:
+            self.copy_into(data, np.zeros(shape, dtype))
         return data
 
     def shutdown(self) -> None:
