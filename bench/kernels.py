@@ -42,12 +42,21 @@ from shapes import (  # noqa: E402
 import mocha_triton.kernels as kernels_pkg  # noqa: E402  (sets up Triton's environment first)
 from mocha_triton.checks.conv import conv2d_output_size  # noqa: E402
 from mocha_triton.checks.pooling import pool2d_output_size  # noqa: E402
-from mocha_triton.kernels import conv, elementwise, inner_product, loss, neurons, pooling, softmax  # noqa: E402
+from mocha_triton.kernels import (  # noqa: E402
+    conv,
+    elementwise,
+    inner_product,
+    loss,
+    neurons,
+    pooling,
+    softmax,
+    solvers,
+)
 
 
 @dataclass
 class Row:
-    group: str  # conv_fwd, conv_dgrad, conv_wgrad, ip_fwd, ip_bwd, pool, loss, neuron, copy
+    group: str  # conv_fwd, conv_dgrad, conv_wgrad, ip_fwd, ip_bwd, pool, loss, neuron, copy, solver
     name: str
     ours: Callable[[], object]
     ref: Callable[[], object]
@@ -184,6 +193,38 @@ def bandwidth_rows(device: str, numel: int) -> list[Row]:
                         lambda name=name: neurons.neuron_forward(x, y, name), lambda ref=ref: ref(x), bytes=moved))
     rows.append(Row("neuron", f"relu bwd {numel / 1e6:.0f}M", lambda: neurons.neuron_backward(y, x, y, "relu"),
                     lambda: torch.ops.aten.threshold_backward(x, y, 0.0), bytes=12.0 * numel))
+    return rows + solver_rows(device, numel)
+
+
+def solver_rows(device: str, numel: int) -> list[Row]:
+    """One parameter update of ``numel`` elements against ``torch.optim`` on a parameter of that size
+    (fused kernels for SGD and Adam on CUDA, ``foreach`` otherwise): what PyTorch eager training runs.
+    The updates run repeatedly on the same tensors; the learning rate is small so values stay finite."""
+    def tensors(count: int) -> list[torch.Tensor]:
+        return [randn(numel, device=device).abs_() * 1e-3 for _ in range(count)]
+
+    fused = {"fused": True} if device == "cuda" else {"foreach": False}
+    cases = [  # name, our update, the torch optimizer, tensors read + written per element
+        ("sgd momentum", lambda w, g, a, b: solvers.sgd_momentum_update(w, g, a, 1e-6, 0.9),
+         lambda p: torch.optim.SGD([p], lr=1e-6, momentum=0.9, **fused), 5),
+        ("adam", lambda w, g, a, b: solvers.adam_update(w, g, a, b, 1e-6, 0.9, 0.999, 1e-8),
+         lambda p: torch.optim.Adam([p], lr=1e-6, **fused), 7),
+        ("adagrad", lambda w, g, a, b: solvers.adagrad_update(w, g, a, 1e-6, 1e-8),
+         lambda p: torch.optim.Adagrad([p], lr=1e-6, foreach=device == "cuda"), 5),
+        ("rmsprop", lambda w, g, a, b: solvers.rmsprop_update(w, g, a, 1e-6, 0.99, 1e-8),
+         lambda p: torch.optim.RMSprop([p], lr=1e-6, foreach=device == "cuda"), 5),
+        ("adadelta", lambda w, g, a, b: solvers.adadelta_update(w, g, a, b, 1e-6, 0.95, 1e-6),
+         lambda p: torch.optim.Adadelta([p], lr=1e-6, foreach=device == "cuda"), 7),
+    ]
+    rows = []
+    for name, ours, make_optimizer, moved in cases:
+        w, g, a, b = tensors(4)
+        param = torch.nn.Parameter(w.clone())
+        param.grad = g.clone()
+        optimizer = make_optimizer(param)
+        rows.append(Row("solver", f"{name} update {numel / 1e6:.0f}M",
+                        lambda ours=ours, w=w, g=g, a=a, b=b: ours(w, g, a, b),
+                        lambda optimizer=optimizer: optimizer.step(), bytes=4.0 * moved * numel))
     return rows
 
 

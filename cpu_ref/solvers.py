@@ -1,9 +1,18 @@
-"""Solver parameter updates (NumPy reference): SGD with momentum and Nesterov momentum, as in Mocha.
+"""Solver parameter updates (NumPy reference): SGD with momentum, Nesterov momentum, Adam, Adagrad,
+RMSProp and Adadelta.
 
 Mirrors :mod:`mocha_triton.kernels.solvers`. ``lr`` is the effective learning rate (the policy's
-rate times the parameter's local multiplier); ``v`` is the momentum history, updated in place
-together with the parameter ``w``. (PyTorch's SGD keeps ``v`` as a running sum of gradients and
-multiplies by lr afterwards; Mocha/Caffe fold lr into ``v``, as here.)
+rate times the parameter's local multiplier). Each op updates the parameter ``w`` and the method's
+state arrays (momentum history, moment estimates, running averages) in place, all of one shape and
+dtype; every scalar is rounded to that dtype before use, as the kernels receive it.
+
+* SGD: ``v`` is the momentum history with lr folded in (Mocha/Caffe); PyTorch's SGD keeps a running
+  sum of gradients instead and multiplies by lr afterwards.
+* Adam adds epsilon to ``sqrt(v)`` of the *uncorrected* second moment and folds both bias corrections
+  into ``step_size`` (Kingma & Ba's "efficient version", as Caffe and Mocha); PyTorch adds epsilon after
+  the correction, so the two agree exactly when epsilon is 0.
+* Adagrad, RMSProp and Adadelta are the per-element methods of Caffe and PyTorch (Mocha's Adagrad used
+  one scalar step per parameter blob; that is not reproduced).
 """
 
 from __future__ import annotations
@@ -33,3 +42,47 @@ def nesterov_update(w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float, mom
     w -= t(momentum) * v
     v[...] = t(momentum) * v - t(lr) * dw
     w += t(1.0 + next_momentum) * v
+
+
+def adam_update(w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, step_size: float, beta1: float,
+                beta2: float, epsilon: float) -> None:
+    """m = beta1 * m + (1 - beta1) * dw; v = beta2 * v + (1 - beta2) * dw**2; w -= step_size * m / (sqrt(v) + epsilon).
+
+    ``step_size`` is ``lr * sqrt(1 - beta2**t) / (1 - beta1**t)`` for the t-th update (t = 1, 2, ...).
+    """
+    step_size, beta1, beta2, epsilon = checks.check_adam_update(w, dw, m, v, step_size, beta1, beta2, epsilon)
+    t = w.dtype.type
+    m[...] = t(beta1) * m + t(1.0 - beta1) * dw
+    v[...] = t(beta2) * v + t(1.0 - beta2) * (dw * dw)
+    w -= t(step_size) * m / (np.sqrt(v) + t(epsilon))
+
+
+def adagrad_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, lr: float, epsilon: float) -> None:
+    """h += dw**2; w -= lr * dw / (sqrt(h) + epsilon)."""
+    lr, epsilon = checks.check_adagrad_update(w, dw, h, lr, epsilon)
+    t = w.dtype.type
+    h += dw * dw
+    w -= t(lr) * dw / (np.sqrt(h) + t(epsilon))
+
+
+def rmsprop_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, lr: float, decay: float, epsilon: float) -> None:
+    """h = decay * h + (1 - decay) * dw**2; w -= lr * dw / (sqrt(h) + epsilon)."""
+    lr, decay, epsilon = checks.check_rmsprop_update(w, dw, h, lr, decay, epsilon)
+    t = w.dtype.type
+    h[...] = t(decay) * h + t(1.0 - decay) * (dw * dw)
+    w -= t(lr) * dw / (np.sqrt(h) + t(epsilon))
+
+
+def adadelta_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, u: np.ndarray, lr: float, rho: float,
+                    epsilon: float) -> None:
+    """Zeiler's Adadelta: h = rho * h + (1 - rho) * dw**2; d = sqrt(u + epsilon) / sqrt(h + epsilon) * dw;
+    u = rho * u + (1 - rho) * d**2; w -= lr * d.
+
+    ``h`` averages squared gradients, ``u`` squared updates (without lr, as Caffe and PyTorch).
+    """
+    lr, rho, epsilon = checks.check_adadelta_update(w, dw, h, u, lr, rho, epsilon)
+    t = w.dtype.type
+    h[...] = t(rho) * h + t(1.0 - rho) * (dw * dw)
+    d = np.sqrt(u + t(epsilon)) / np.sqrt(h + t(epsilon)) * dw
+    u[...] = t(rho) * u + t(1.0 - rho) * (d * d)
+    w -= t(lr) * d

@@ -243,6 +243,27 @@ _SPECS: list[OpSpec] = [
         _p("lr", "learning rate"), _p("momentum", "mu of the previous iteration"),
         _p("next_momentum", "mu of this iteration"),
     ), "w -= momentum * v; v = momentum * v - lr * dw; w += (1 + next_momentum) * v."),
+    OpSpec("solvers", "adam_update", (
+        _io("w", "parameter"), _i("dw", "gradient"), _io("m", "first-moment estimate"),
+        _io("v", "second-moment estimate"),
+        _p("step_size", "lr * sqrt(1 - beta2**t) / (1 - beta1**t) at update t = 1, 2, ... (Caffe/Kingma-Ba)"),
+        _p("beta1", "decay of m, in [0, 1)"), _p("beta2", "decay of v, in [0, 1)"), _p("epsilon", ">= 0"),
+    ), "m = beta1 * m + (1 - beta1) * dw; v = beta2 * v + (1 - beta2) * dw**2; "
+       "w -= step_size * m / (sqrt(v) + epsilon)."),
+    OpSpec("solvers", "adagrad_update", (
+        _io("w", "parameter"), _i("dw", "gradient"), _io("h", "running sum of squared gradients"),
+        _p("lr", "learning rate"), _p("epsilon", ">= 0"),
+    ), "h += dw**2; w -= lr * dw / (sqrt(h) + epsilon) (per element, as Caffe and PyTorch)."),
+    OpSpec("solvers", "rmsprop_update", (
+        _io("w", "parameter"), _i("dw", "gradient"), _io("h", "running average of squared gradients"),
+        _p("lr", "learning rate"), _p("decay", "decay of h, in [0, 1)"), _p("epsilon", ">= 0"),
+    ), "h = decay * h + (1 - decay) * dw**2; w -= lr * dw / (sqrt(h) + epsilon)."),
+    OpSpec("solvers", "adadelta_update", (
+        _io("w", "parameter"), _i("dw", "gradient"), _io("h", "running average of squared gradients"),
+        _io("u", "running average of squared updates"), _p("lr", "learning rate (1 for Zeiler's method)"),
+        _p("rho", "decay of h and u, in [0, 1)"), _p("epsilon", "> 0"),
+    ), "h = rho * h + (1 - rho) * dw**2; d = sqrt(u + epsilon) / sqrt(h + epsilon) * dw; "
+       "u = rho * u + (1 - rho) * d**2; w -= lr * d."),
     # --- random ---------------------------------------------------------------------------------
     OpSpec("random", "uniform_fill", (
         _o("y", "any shape"), _p("low", "lower bound"), _p("high", "upper bound"),

@@ -45,6 +45,31 @@ SOLVER_HYPER = [
     dict(lr=0.01, momentum=0.0, next_momentum=0.5),
     dict(lr=0.0, momentum=0.99, next_momentum=0.99),
 ]
+# (op, hyperparameters) of the adaptive methods; several settings each, including the edges of each range
+ADAPTIVE_HYPER = [
+    ("adam_update", dict(step_size=0.01, beta1=0.9, beta2=0.999, epsilon=1e-8)),
+    ("adam_update", dict(step_size=0.3, beta1=0.0, beta2=0.5, epsilon=0.1)),
+    ("adam_update", dict(step_size=0.0, beta1=0.99, beta2=0.0, epsilon=0.0)),
+    ("adagrad_update", dict(lr=0.1, epsilon=1e-8)),
+    ("adagrad_update", dict(lr=0.5, epsilon=0.0)),
+    ("rmsprop_update", dict(lr=0.01, decay=0.99, epsilon=1e-8)),
+    ("rmsprop_update", dict(lr=0.2, decay=0.0, epsilon=0.5)),
+    ("adadelta_update", dict(lr=1.0, rho=0.95, epsilon=1e-6)),
+    ("adadelta_update", dict(lr=0.5, rho=0.0, epsilon=0.25)),
+]
+# the state arrays of each adaptive op, in argument order
+ADAPTIVE_STATE = {"adam_update": ("m", "v"), "adagrad_update": ("h",), "rmsprop_update": ("h",),
+                  "adadelta_update": ("h", "u")}
+
+
+def adaptive_case(op, shape, dtype, seed):
+    """w, dw and the op's state arrays; state that is a sum or average of squares is non-negative."""
+    arrays = param_arrays(shape, dtype, seed, 2 + len(ADAPTIVE_STATE[op]))
+    state = dict(zip(ADAPTIVE_STATE[op], arrays[2:], strict=True))
+    for name in ("v", "h", "u"):
+        if name in state:
+            state[name] = np.abs(state[name])
+    return {"w": arrays[0], "dw": arrays[1], **state}
 
 
 # --- regularizers ---------------------------------------------------------------------------------------------
@@ -154,6 +179,40 @@ def test_solver_updates(dtype, shape):
             assert_close(got[name], want[name], dtype, what=f"nesterov.{name} {hyper}")
 
 
+def expected_adaptive(op, arrays, hyper):
+    """The closed forms of the adaptive updates in torch float64; returns the new w and state arrays."""
+    a = {name: torch.from_numpy(x).double() for name, x in arrays.items()}
+    w, g = a["w"], a["dw"]
+    if op == "adam_update":
+        b1, b2 = hyper["beta1"], hyper["beta2"]
+        m = b1 * a["m"] + (1 - b1) * g
+        v = b2 * a["v"] + (1 - b2) * g.square()
+        return {"w": w - hyper["step_size"] * m / (v.sqrt() + hyper["epsilon"]), "m": m, "v": v}
+    if op == "adagrad_update":
+        h = a["h"] + g.square()
+        return {"w": w - hyper["lr"] * g / (h.sqrt() + hyper["epsilon"]), "h": h}
+    if op == "rmsprop_update":
+        h = hyper["decay"] * a["h"] + (1 - hyper["decay"]) * g.square()
+        return {"w": w - hyper["lr"] * g / (h.sqrt() + hyper["epsilon"]), "h": h}
+    rho, eps = hyper["rho"], hyper["epsilon"]
+    h = rho * a["h"] + (1 - rho) * g.square()
+    d = torch.sqrt(a["u"] + eps) / torch.sqrt(h + eps) * g
+    return {"w": w - hyper["lr"] * d, "h": h, "u": rho * a["u"] + (1 - rho) * d.square()}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", PARAM_SHAPES)
+@pytest.mark.parametrize("op,hyper", ADAPTIVE_HYPER)
+def test_adaptive_updates(op, hyper, dtype, shape):
+    arrays = adaptive_case(op, shape, dtype, seed=5 * sum(shape) + len(op))
+    got = call_op(CPU, op, **arrays, **hyper)
+    want = expected_adaptive(op, arrays, hyper)
+    assert set(got) == set(want)
+    for name, value in want.items():
+        # a handful of roundings per element; the float32 tolerance scales with the condition of the quotient
+        assert_close(got[name], value.numpy(), dtype, reduction=4, what=f"{op}.{name} {hyper}")
+
+
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_solver_trajectories_match_torch_sgd(nesterov):
     """With a constant lr and momentum, Mocha's v is -lr times torch's momentum buffer, so several steps of
@@ -176,6 +235,53 @@ def test_solver_trajectories_match_torch_sgd(nesterov):
             solvers.sgd_momentum_update(w, g, v, lr, mu)
     assert_close(w, param.detach().numpy(), "float64", reduction=6)
     assert_close(v, -lr * opt.state[param]["momentum_buffer"].numpy(), "float64", reduction=6)
+
+
+@pytest.mark.parametrize("method", ["adam", "adagrad", "rmsprop", "adadelta"])
+def test_adaptive_trajectories_match_torch_optim(method):
+    """Eight steps of each adaptive op follow the torch.optim optimizer of the same method (float64).
+
+    Adam: torch adds epsilon after the bias correction, so with epsilon = 0 the two coincide exactly;
+    the Caffe form's epsilon is covered by the closed-form test above.
+    """
+    from mocha_triton.cpu_ref import solvers
+
+    rng = np.random.default_rng(23)
+    shape, lr = (3, 5), 0.05
+    w = rng.standard_normal(shape)
+    state = [np.zeros(shape), np.zeros(shape)]
+    param = torch.nn.Parameter(torch.from_numpy(w.copy()))
+    opt = {
+        "adam": lambda: torch.optim.Adam([param], lr=lr, betas=(0.8, 0.95), eps=0.0),
+        "adagrad": lambda: torch.optim.Adagrad([param], lr=lr, eps=1e-3),
+        "rmsprop": lambda: torch.optim.RMSprop([param], lr=lr, alpha=0.9, eps=1e-3),
+        "adadelta": lambda: torch.optim.Adadelta([param], lr=0.7, rho=0.8, eps=1e-4),
+    }[method]()
+    for t in range(1, 9):
+        g = rng.standard_normal(shape)
+        param.grad = torch.from_numpy(g.copy())
+        opt.step()
+        if method == "adam":
+            step_size = lr * np.sqrt(1 - 0.95**t) / (1 - 0.8**t)
+            solvers.adam_update(w, g, state[0], state[1], step_size, 0.8, 0.95, 0.0)
+        elif method == "adagrad":
+            solvers.adagrad_update(w, g, state[0], lr, 1e-3)
+        elif method == "rmsprop":
+            solvers.rmsprop_update(w, g, state[0], lr, 0.9, 1e-3)
+        else:
+            solvers.adadelta_update(w, g, state[0], state[1], 0.7, 0.8, 1e-4)
+    assert_close(w, param.detach().numpy(), "float64", reduction=8)
+    torch_state = opt.state[param]
+    if method == "adam":
+        assert_close(state[0], torch_state["exp_avg"].numpy(), "float64", reduction=8)
+        assert_close(state[1], torch_state["exp_avg_sq"].numpy(), "float64", reduction=8)
+    elif method == "adagrad":
+        assert_close(state[0], torch_state["sum"].numpy(), "float64", reduction=8)
+    elif method == "rmsprop":
+        assert_close(state[0], torch_state["square_avg"].numpy(), "float64", reduction=8)
+    else:
+        assert_close(state[0], torch_state["square_avg"].numpy(), "float64", reduction=8)
+        assert_close(state[1], torch_state["acc_delta"].numpy(), "float64", reduction=8)
 
 
 # --- bad inputs ------------------------------------------------------------------------------------------------
@@ -215,3 +321,23 @@ def test_bad_inputs():
         solvers.nesterov_update(z3, z3.copy(), z3.copy(), 0.1, 0.9, -0.5)
     with pytest.raises(ValueError, match=r"nesterov_update: momentum must be finite"):
         solvers.nesterov_update(z3, z3.copy(), z3.copy(), 0.1, float("nan"), 0.9)
+    with pytest.raises(ValueError, match=r"adam_update: beta1 must be in \[0, 1\), got 1.0"):
+        solvers.adam_update(z3, z3.copy(), z3.copy(), z3.copy(), 0.1, 1.0, 0.999, 1e-8)
+    with pytest.raises(ValueError, match=r"adam_update: beta2 must be in \[0, 1\), got -0.5"):
+        solvers.adam_update(z3, z3.copy(), z3.copy(), z3.copy(), 0.1, 0.9, -0.5, 1e-8)
+    with pytest.raises(ValueError, match=r"adam_update: epsilon must be >= 0"):
+        solvers.adam_update(z3, z3.copy(), z3.copy(), z3.copy(), 0.1, 0.9, 0.999, -1e-8)
+    with pytest.raises(ValueError, match=r"adam_update: arguments must have the same shape"):
+        solvers.adam_update(z3, z3.copy(), z3.copy(), z4, 0.1, 0.9, 0.999, 1e-8)
+    with pytest.raises(TypeError, match=r"adagrad_update: all float arguments must share one dtype"):
+        solvers.adagrad_update(z3, z3.copy(), z3.astype(np.float32), 0.1, 1e-8)
+    with pytest.raises(ValueError, match=r"adagrad_update: lr must be >= 0"):
+        solvers.adagrad_update(z3, z3.copy(), z3.copy(), -1.0, 1e-8)
+    with pytest.raises(ValueError, match=r"rmsprop_update: decay must be in \[0, 1\)"):
+        solvers.rmsprop_update(z3, z3.copy(), z3.copy(), 0.1, 1.5, 1e-8)
+    with pytest.raises(ValueError, match=r"adadelta_update: epsilon must be > 0, got 0.0"):
+        solvers.adadelta_update(z3, z3.copy(), z3.copy(), z3.copy(), 1.0, 0.95, 0.0)
+    with pytest.raises(TypeError, match=r"adadelta_update: u has dtype int64"):
+        solvers.adadelta_update(z3, z3.copy(), z3.copy(), np.zeros(3, np.int64), 1.0, 0.95, 1e-6)
+    with pytest.raises(ValueError, match=r"adadelta_update: rho must be finite"):
+        solvers.adadelta_update(z3, z3.copy(), z3.copy(), z3.copy(), 1.0, float("inf"), 1e-6)

@@ -6,7 +6,15 @@ multiply-adds into FMAs, hence assert_close rather than bit equality (except whe
 
 import numpy as np
 import pytest
-from test_cpu_ref_optim import CONSTRAINT_SHAPES, PARAM_SHAPES, SOLVER_HYPER, constraint_case, param_arrays
+from test_cpu_ref_optim import (
+    ADAPTIVE_HYPER,
+    CONSTRAINT_SHAPES,
+    PARAM_SHAPES,
+    SOLVER_HYPER,
+    adaptive_case,
+    constraint_case,
+    param_arrays,
+)
 
 from mocha_triton.kernels import constraints, regularizers, solvers
 from support import CPU, TRITON, assert_close, call_op, triton_config_contexts
@@ -78,6 +86,31 @@ def test_solvers_match_reference(shape):
                 assert_same("nesterov_update", dict(w=w, dw=dw, v=v, **hyper))
 
 
+@pytest.mark.parametrize("shape", [(7,), (4, 3, 2, 2), (0, 3), (5000,)])
+@pytest.mark.parametrize("op,hyper", ADAPTIVE_HYPER)
+def test_adaptive_updates_match_reference(op, hyper, shape):
+    arrays = adaptive_case(op, shape, F32, seed=7 * sum(shape) + len(op))
+    for _, context in triton_config_contexts(solvers):
+        with context:
+            assert_same(op, dict(**arrays, **hyper), reduction=4)
+
+
+def test_adaptive_steps_in_place():
+    """Several Adam and Adadelta steps on the same device tensors follow the reference step by step."""
+    shape = (3, 7)
+    host = {"w": param_arrays(shape, F32, 31, 1)[0], **{name: np.zeros(shape, F32) for name in ("m", "v", "h", "u")}}
+    device = {name: TRITON.to_backend(a) for name, a in host.items()}
+    reference = CPU.module("solvers")
+    for t in range(1, 4):
+        g = param_arrays(shape, F32, 200 + t, 1)[0]
+        step_size = 0.01 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+        for impl, arrays, grad in ((solvers, device, TRITON.to_backend(g)), (reference, host, g)):
+            impl.adam_update(arrays["w"], grad, arrays["m"], arrays["v"], step_size, 0.9, 0.999, 1e-8)
+            impl.adadelta_update(arrays["w"], grad, arrays["h"], arrays["u"], 1.0, 0.95, 1e-6)
+    for name, want in host.items():
+        assert_close(TRITON.to_numpy(device[name]), want, F32, reduction=6, what=name)
+
+
 def test_solver_steps_in_place():
     """Several steps on the same device tensors follow the reference step by step."""
     w, dw, v = param_arrays((3, 7), F32, 21, 3)
@@ -112,5 +145,13 @@ def test_rejects_float64_and_bad_inputs():
         solvers.nesterov_update(t32, t32b, t32, 0.1, 0.9, 0.9)
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         solvers.sgd_momentum_update(np.zeros(3, np.float32), t32, t32, 0.1, 0.9)
+    with pytest.raises(TypeError, match=r"adam_update: v has dtype float64"):
+        solvers.adam_update(t32, t32, t32, t64, 0.1, 0.9, 0.999, 1e-8)
+    with pytest.raises(ValueError, match=r"rmsprop_update: decay must be in \[0, 1\)"):
+        solvers.rmsprop_update(t32, t32, t32, 0.1, 1.0, 1e-8)
+    with pytest.raises(ValueError, match="adagrad_update: arguments must have the same shape"):
+        solvers.adagrad_update(t32, t32b, t32, 0.1, 1e-8)
+    with pytest.raises(ValueError, match=r"adadelta_update: epsilon must be > 0"):
+        solvers.adadelta_update(t32, t32, t32, t32, 1.0, 0.9, 0.0)
     with pytest.raises(ValueError, match="l2_norm_constraint: w must be contiguous"):
         constraints.l2_norm_constraint(TRITON.to_backend(np.zeros((3, 4), np.float32)).t(), 1.0)
