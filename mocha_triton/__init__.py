@@ -48,21 +48,32 @@ from mocha_triton.snapshots import (
     load_snapshot,
     save_snapshot,
 )
-from mocha_triton.solvers import SGD, Nesterov, Solver, SolverParameters, SolverState
+from mocha_triton.solvers import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Nesterov,
+    RMSProp,
+    Solver,
+    SolverMethod,
+    SolverParameters,
+    SolverState,
+)
 
 DataTransformers = transformers  # Mocha's module name: mt.DataTransformers.Scale(...)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "FAMILIES", "NEURONS", "OPS", "SGD", "AccuracyLayer", "AsyncHDF5DataLayer", "Backend", "Blob", "Coffee",
-    "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer", "DataTransformers", "DropoutLayer",
-    "GaussianInitializer", "HDF5DataLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRPolicy", "Layer",
-    "LayerError", "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "Nesterov", "Net",
-    "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OpSpec", "OrthogonalInitializer", "Parameter",
-    "Pooling", "PoolingLayer", "ReshapeLayer", "Snapshot", "SnapshotError", "SoftmaxLayer", "SoftmaxLossLayer",
-    "Solver", "SolverParameters", "SolverState", "SplitLayer", "TopologyError", "TrainingSummary", "TritonBackend",
-    "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights",
-    "caffe", "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot",
-    "transformers",
+    "FAMILIES", "NEURONS", "OPS", "SGD", "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer",
+    "Backend", "Blob", "Coffee", "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer", "DataTransformers",
+    "DropoutLayer", "GaussianInitializer", "HDF5DataLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu",
+    "LRPolicy", "Layer", "LayerError", "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer",
+    "Nesterov", "Net", "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OpSpec", "OrthogonalInitializer",
+    "Parameter", "Pooling", "PoolingLayer", "RMSProp", "ReshapeLayer", "Snapshot", "SnapshotError", "SoftmaxLayer",
+    "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer", "TopologyError",
+    "TrainingSummary", "TritonBackend", "ValidationPerformance", "XavierInitializer", "__version__",
+    "default_backend", "export_flat_weights", "caffe", "datasets", "latest_snapshot", "load_flat_weights",
+    "load_snapshot", "neurons", "save_snapshot", "transformers",
 ]

@@ -1,4 +1,5 @@
-"""Solvers: train a net with SGD or Nesterov momentum, with coffee breaks in between (Mocha's solve loop).
+"""Solvers: train a net with SGD, Nesterov, Adam, Adagrad, RMSProp or Adadelta, with coffee breaks in
+between (Mocha's solve loop).
 
 ::
 
@@ -15,8 +16,9 @@ program can drive training itself. What they do, in order (Mocha's semantics):
 
 ``init(net)``
   1. ``net.check_bp_topology()``;
-  2. a fresh :class:`SolverState`: iteration 0, the policies' values at iteration 0, a zero momentum
-     history blob per trainable parameter (frozen layers are left out, so freeze before solving);
+  2. a fresh :class:`SolverState`: iteration 0, the policies' values at iteration 0, the method's
+     state blobs (momentum history, moment estimates, ...) at zero for every trainable parameter
+     (frozen layers are left out, so freeze before solving);
   3. ``load_from``: ``""`` starts fresh; a directory resumes from its newest ``snapshot-*.h5`` (fresh if
      none); a snapshot file resumes from it; another HDF5 file loads Mocha's flat ``<layer>___<param>``
      weights only, at iteration 0;
@@ -26,14 +28,32 @@ program can drive training itself. What they do, in order (Mocha's semantics):
 
 ``step(net, state)``
   1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter is updated with
-  ``lr = lr_policy(iteration) * param.learning_rate``: SGD ``v = mu_prev * v - lr * g; w += v``, where
-  ``mu_prev`` is the previous iteration's momentum (Mocha), Nesterov with ``mu_prev`` and this
-  iteration's momentum; 4. norm constraints due at this iteration; 5. a forward pass gives ``obj_val``
+  ``lr = lr_policy(iteration) * param.learning_rate`` by the method: SGD ``v = mu_prev * v - lr * g;
+  w += v``, where ``mu_prev`` is the previous iteration's momentum (Mocha), Nesterov with ``mu_prev``
+  and this iteration's momentum, the adaptive methods as their classes say (they use no momentum
+  policy); 4. norm constraints due at this iteration; 5. a forward pass gives ``obj_val``
   (the objective after the update, on the next batch) and the per-loss-layer ``losses``; 6. the due
   coffee breaks.
 
 Parameters shared by several layers get one update per sharer (each has its own gradient and
-momentum history), as in Mocha. Custom methods subclass :class:`SolverMethod`.
+solver state), as in Mocha. Custom methods subclass :class:`SolverMethod`.
+
+==================  ====================================================================================
+method              update of one parameter ``w`` with gradient ``g`` at iteration ``t`` (t = 1, 2, ...)
+==================  ====================================================================================
+``SGD()``           ``v = mu_prev * v - lr * g; w += v``
+``Nesterov()``      ``w -= mu_prev * v; v = mu_prev * v - lr * g; w += (1 + mu) * v``
+``Adam()``          ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g**2;
+                    w -= lr * sqrt(1-b2**t) / (1-b1**t) * m / (sqrt(v) + eps)``
+``Adagrad()``       ``h += g**2; w -= lr * g / (sqrt(h) + eps)``
+``RMSProp()``       ``h = decay*h + (1-decay)*g**2; w -= lr * g / (sqrt(h) + eps)``
+``Adadelta()``      ``h = rho*h + (1-rho)*g**2; d = sqrt(u + eps) / sqrt(h + eps) * g;
+                    u = rho*u + (1-rho)*d**2; w -= lr * d``  (``lr = 1`` is Zeiler's method)
+==================  ====================================================================================
+
+These are Caffe's formulas (and PyTorch's, except that PyTorch's Adam adds ``eps`` after the bias
+correction). Mocha's bugs are not reproduced: Adam's second moment decays, Adagrad is per element, and
+every method applies the parameters' local learning-rate multipliers.
 """
 
 from __future__ import annotations
@@ -43,11 +63,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mocha_triton.blob import Blob
+from mocha_triton.checks.solvers import require_decay, require_non_negative, require_positive
 from mocha_triton.coffee import Coffee, CoffeeLounge
 from mocha_triton.policies import LRPolicy, MomPolicy, Policy
 from mocha_triton.snapshots import capture_resume_point, load_flat_weights, load_snapshot, resolve_load_from
 
-__all__ = ["SGD", "Nesterov", "Solver", "SolverMethod", "SolverParameters", "SolverState"]
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Nesterov", "RMSProp", "Solver", "SolverMethod", "SolverParameters",
+           "SolverState"]
 
 
 @dataclass
@@ -78,11 +100,14 @@ class SolverParameters:
 
 
 class SolverState:
-    """Where training is: iteration, objective, current learning rate and momentum, momentum histories.
+    """Where training is: iteration, objective, current learning rate and momentum, the method's state.
 
     * ``parameters`` — ``[(key, Parameter)]`` of the trainable parameters, fixed when the state is made;
       ``key`` is ``"<layer name>/<index in the layer>"`` (e.g. ``"ip1/0"`` for ip1's weight);
-    * ``momentum_history[key]`` — a blob shaped like the parameter, on the net's backend;
+    * ``blobs[name][key]`` — the solver method's per-parameter state (``SolverMethod.state_names``:
+      ``"momentum_history"`` for SGD and Nesterov, the moment estimates for Adam, ...), blobs shaped
+      like the parameter on the net's backend, zero at the start; ``momentum_history`` is
+      ``blobs["momentum_history"]``;
     * ``losses[layer name]`` — each loss layer's loss from the latest forward pass;
     * ``resume_point`` — data positions and RNG state captured just before the latest forward pass
       (what a snapshot saves, see :mod:`mocha_triton.snapshots`).
@@ -90,24 +115,35 @@ class SolverState:
 
     SCALARS = ("iteration", "obj_val", "learning_rate", "momentum")
 
-    def __init__(self, parameters: list[tuple[str, Any]], momentum_history: dict[str, Blob]) -> None:
+    def __init__(self, parameters: list[tuple[str, Any]], blobs: dict[str, dict[str, Blob]]) -> None:
         self.iteration = 0
         self.obj_val = math.nan
         self.learning_rate = 0.0
         self.momentum = 0.0
         self.parameters = list(parameters)
-        self.momentum_history = dict(momentum_history)
+        self.blobs = {name: dict(group) for name, group in blobs.items()}
         self.losses: dict[str, float] = {}
         self.resume_point: dict[str, Any] | None = None
 
     @classmethod
-    def for_net(cls, net: Any) -> SolverState:
-        """A fresh state for the trainable (non-frozen) parameters of ``net``."""
+    def for_net(cls, net: Any, state_names: tuple[str, ...] = ("momentum_history",)) -> SolverState:
+        """A fresh state for the trainable (non-frozen) parameters of ``net``, with one zero blob per
+        parameter for each name in ``state_names``."""
         parameters = [(f"{state.layer.name}/{i}", param) for state in net.states if not state.frozen
                       for i, param in enumerate(state.parameters)]
-        history = {key: Blob.zeros(net.backend, param.shape, key + "-momentum", dtype=param.blob.dtype)
-                   for key, param in parameters}
-        return cls(parameters, history)
+        blobs = {name: {key: Blob.zeros(net.backend, param.shape, f"{key}-{name}", dtype=param.blob.dtype)
+                        for key, param in parameters}
+                 for name in state_names}
+        return cls(parameters, blobs)
+
+    @property
+    def momentum_history(self) -> dict[str, Blob]:
+        """SGD's and Nesterov's momentum histories by parameter key (empty for other methods)."""
+        return self.blobs.get("momentum_history", {})
+
+    def blobs_of(self, key: str) -> dict[str, Blob]:
+        """The method's state blobs of one parameter, by state name."""
+        return {name: group[key] for name, group in self.blobs.items()}
 
     # --- what snapshots save ------------------------------------------------------------------------
     def scalars(self) -> dict[str, float | int]:
@@ -119,8 +155,8 @@ class SolverState:
             setattr(self, key, int(value) if key == "iteration" else float(value))
 
     def blob_groups(self) -> dict[str, dict[str, Blob]]:
-        """Per-parameter state blobs by group name (subclasses for other methods add groups)."""
-        return {"momentum_history": self.momentum_history}
+        """Per-parameter state blobs by group name, as snapshots store them (``solver/<group>/...``)."""
+        return self.blobs
 
     def __repr__(self) -> str:
         return (f"SolverState(iteration={self.iteration}, obj_val={self.obj_val:.8g}, "
@@ -128,13 +164,24 @@ class SolverState:
 
 
 class SolverMethod:
-    """How one parameter is updated from its gradient. Subclasses implement :meth:`update`."""
+    """How one parameter is updated from its gradient. Subclasses implement :meth:`update`.
 
-    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
-        """Update ``param.blob`` in place from ``param.gradient``.
+    ``state_names`` names the per-parameter state blobs the method keeps (each shaped like the
+    parameter, zero at the start, saved in snapshots); ``uses_momentum`` says whether the momentum
+    policy means anything to it (the solver refuses a non-zero momentum otherwise).
+    """
 
-        ``lr`` already includes the parameter's local multiplier; ``momentum`` is the previous
-        iteration's momentum, ``next_momentum`` this iteration's; ``history`` is the momentum history.
+    state_names: tuple[str, ...] = ("momentum_history",)
+    uses_momentum: bool = True
+
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        """Update ``param.blob`` (and ``blobs``) in place from ``param.gradient``.
+
+        ``blobs`` maps each of ``state_names`` to this parameter's state blob; ``lr`` already includes
+        the parameter's local multiplier; ``momentum`` is the previous iteration's momentum,
+        ``next_momentum`` this iteration's; ``iteration`` is the iteration being made (1 for the first
+        update).
         """
         raise NotImplementedError
 
@@ -145,15 +192,102 @@ class SolverMethod:
 class SGD(SolverMethod):
     """Stochastic gradient descent with momentum: ``v = mu_prev * v - lr * g; w += v``."""
 
-    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
-        ops.sgd_momentum_update(param.blob.data, param.gradient.data, history.data, lr, momentum)
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        ops.sgd_momentum_update(param.blob.data, param.gradient.data, blobs["momentum_history"].data, lr, momentum)
 
 
 class Nesterov(SolverMethod):
     """Nesterov momentum (Bengio et al.): ``w -= mu_prev * v; v = mu_prev * v - lr * g; w += (1 + mu) * v``."""
 
-    def update(self, ops: Any, param: Any, history: Blob, lr: float, momentum: float, next_momentum: float) -> None:
-        ops.nesterov_update(param.blob.data, param.gradient.data, history.data, lr, momentum, next_momentum)
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        ops.nesterov_update(param.blob.data, param.gradient.data, blobs["momentum_history"].data, lr, momentum,
+                            next_momentum)
+
+
+@dataclass(frozen=True)
+class Adam(SolverMethod):
+    """Adam (Kingma & Ba) as Caffe computes it, with ``t`` the iteration:
+    ``m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g**2; w -= lr * sqrt(1-b2**t) / (1-b1**t) * m / (sqrt(v) + eps)``.
+
+    ``beta1`` plays the role of momentum, so the momentum policy must stay zero. Mocha's default
+    learning rate policy for Adam was ``LRPolicy.Inv(0.003, 0.0001, 0.5)``; PyTorch's is a fixed 0.001.
+    """
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    state_names = ("first_moment", "second_moment")
+    uses_momentum = False
+
+    def __post_init__(self) -> None:
+        require_decay("Adam", "beta1", self.beta1)
+        require_decay("Adam", "beta2", self.beta2)
+        require_non_negative("Adam", "epsilon", self.epsilon)
+
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        step_size = lr * math.sqrt(1.0 - self.beta2 ** iteration) / (1.0 - self.beta1 ** iteration)
+        ops.adam_update(param.blob.data, param.gradient.data, blobs["first_moment"].data, blobs["second_moment"].data,
+                        step_size, self.beta1, self.beta2, self.epsilon)
+
+
+@dataclass(frozen=True)
+class Adagrad(SolverMethod):
+    """Adagrad (Duchi et al.), per element: ``h += g**2; w -= lr * g / (sqrt(h) + eps)``."""
+
+    epsilon: float = 1e-8
+    state_names = ("squared_gradient_sum",)
+    uses_momentum = False
+
+    def __post_init__(self) -> None:
+        require_non_negative("Adagrad", "epsilon", self.epsilon)
+
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        ops.adagrad_update(param.blob.data, param.gradient.data, blobs["squared_gradient_sum"].data, lr,
+                           self.epsilon)
+
+
+@dataclass(frozen=True)
+class RMSProp(SolverMethod):
+    """RMSProp (Tieleman & Hinton): ``h = decay*h + (1-decay)*g**2; w -= lr * g / (sqrt(h) + eps)``."""
+
+    decay: float = 0.99
+    epsilon: float = 1e-8
+    state_names = ("squared_gradient_average",)
+    uses_momentum = False
+
+    def __post_init__(self) -> None:
+        require_decay("RMSProp", "decay", self.decay)
+        require_non_negative("RMSProp", "epsilon", self.epsilon)
+
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        ops.rmsprop_update(param.blob.data, param.gradient.data, blobs["squared_gradient_average"].data, lr,
+                           self.decay, self.epsilon)
+
+
+@dataclass(frozen=True)
+class Adadelta(SolverMethod):
+    """Adadelta (Zeiler): ``h = rho*h + (1-rho)*g**2; d = sqrt(u + eps) / sqrt(h + eps) * g;
+    u = rho*u + (1-rho)*d**2; w -= lr * d``. Zeiler's method has no learning rate: use
+    ``LRPolicy.Fixed(1.0)`` (Caffe and PyTorch multiply by it, as here)."""
+
+    rho: float = 0.95
+    epsilon: float = 1e-6
+    state_names = ("squared_gradient_average", "squared_update_average")
+    uses_momentum = False
+
+    def __post_init__(self) -> None:
+        require_decay("Adadelta", "rho", self.rho)
+        require_positive("Adadelta", "epsilon", self.epsilon)
+
+    def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
+               next_momentum: float, iteration: int) -> None:
+        ops.adadelta_update(param.blob.data, param.gradient.data, blobs["squared_gradient_average"].data,
+                            blobs["squared_update_average"].data, lr, self.rho, self.epsilon)
 
 
 class Solver:
@@ -183,9 +317,9 @@ class Solver:
     def init(self, net: Any) -> SolverState:
         """Prepare training: check the net, build or load the state, first forward, first coffee breaks."""
         net.check_bp_topology()
-        state = SolverState.for_net(net)
+        state = SolverState.for_net(net, tuple(self.method.state_names))
         state.learning_rate = self.params.lr_policy.get(state)
-        state.momentum = self.params.mom_policy.get(state)
+        state.momentum = self._momentum(state)
         resolved = resolve_load_from(self.params.load_from)
         if resolved is not None:
             path, kind = resolved
@@ -205,11 +339,11 @@ class Solver:
         state.iteration += 1
         net.backward(self.params.regu_coef)
         learning_rate = self.params.lr_policy.get(state)
-        momentum = self.params.mom_policy.get(state)
+        momentum = self._momentum(state)
         ops = net.backend.ops
         for key, param in state.parameters:
-            self.method.update(ops, param, state.momentum_history[key], learning_rate * param.learning_rate,
-                               state.momentum, momentum)
+            self.method.update(ops, param, state.blobs_of(key), learning_rate * param.learning_rate,
+                               state.momentum, momentum, state.iteration)
         state.learning_rate, state.momentum = learning_rate, momentum
         for _, param in state.parameters:
             every = getattr(param.constraint, "every_n_iter", 1)
@@ -231,6 +365,14 @@ class Solver:
         return state
 
     # --- helpers ------------------------------------------------------------------------------------
+    def _momentum(self, state: SolverState) -> float:
+        """The momentum policy's value now; a method without momentum refuses a non-zero one."""
+        momentum = self.params.mom_policy.get(state)
+        if momentum != 0 and not self.method.uses_momentum:
+            raise ValueError(f"Solver: {self.method!r} uses no momentum, but mom_policy gives {momentum!r} at "
+                             f"iteration {state.iteration}; leave mom_policy at MomPolicy.Fixed(0.0)")
+        return momentum
+
     def forward(self, net: Any, state: SolverState) -> float:
         """Forward pass recording ``obj_val`` and ``losses``, after noting the resume point."""
         state.resume_point = capture_resume_point(net)

@@ -132,6 +132,42 @@ def test_first_update_is_caffes_sgd_step(caffe_dir):
             np.testing.assert_allclose(param.blob.to_numpy(), array, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("settings, expected", [
+    ('type: "Adam" momentum: 0.8 momentum2: 0.99 delta: 1e-6', mt.Adam(beta1=0.8, beta2=0.99, epsilon=1e-6)),
+    ('type: "Adam" momentum: 0.9', mt.Adam(beta1=0.9, beta2=0.999, epsilon=1e-8)),  # Caffe's defaults
+    ('type: "AdaGrad" delta: 1e-7', mt.Adagrad(epsilon=1e-7)),
+    ('type: "RMSProp" rms_decay: 0.95', mt.RMSProp(decay=0.95, epsilon=1e-8)),
+    ('type: "AdaDelta" momentum: 0.95 delta: 1e-6', mt.Adadelta(rho=0.95, epsilon=1e-6)),
+    ('solver_type: ADAM momentum: 0.9', mt.Adam()),  # the legacy enum, upgraded
+])
+def test_adaptive_solver_types(caffe_dir, settings, expected):
+    (caffe_dir / "adaptive.prototxt").write_text(SOLVER.replace("momentum: 0.9\n", "") + settings)
+    solver, _, _ = load_solver(str(caffe_dir / "adaptive.prototxt"), mt.NumpyBackend("float64"))
+    assert solver.method == expected
+    assert solver.params.mom_policy == mt.MomPolicy.Fixed(0.0)
+
+
+def test_first_update_is_caffes_adam_step(caffe_dir):
+    """Caffe's first Adam update (t = 1): m = (1 - b1) g, v = (1 - b2) g^2,
+    w -= lr * sqrt(1 - b2) / (1 - b1) * m / (sqrt(v) + delta), with g including the weight decay."""
+    text = SOLVER.replace("momentum: 0.9\n", 'type: "Adam" momentum: 0.8 momentum2: 0.95 delta: 0.001\n')
+    (caffe_dir / "adam.prototxt").write_text(text)
+    solver, net, _ = load_solver(str(caffe_dir / "adam.prototxt"), mt.NumpyBackend("float64"))
+    state = solver.init(net)
+    before = {name: [p.blob.to_numpy() for p in params] for name, params in net.params.items()}
+    net.backward(0.0)
+    grads = {name: [p.gradient.to_numpy() for p in params] for name, params in net.params.items()}
+    solver.step(net, state)
+    lr, decay, b1, b2, delta = 0.05, 0.0005, 0.8, 0.95, 0.001
+    for name, lr_mults, decay_mults in (("conv", (1, 2), (1, 0)), ("ip", (1, 1), (1, 1))):
+        for param, w, g, lr_mult, decay_mult in zip(net.params[name], before[name], grads[name], lr_mults,
+                                                     decay_mults):
+            g = g + decay * decay_mult * w
+            m, v = (1 - b1) * g, (1 - b2) * g * g
+            expected = w - lr * lr_mult * math.sqrt(1 - b2) / (1 - b1) * m / (np.sqrt(v) + delta)
+            np.testing.assert_allclose(param.blob.to_numpy(), expected, rtol=1e-12, atol=1e-15, err_msg=name)
+
+
 def test_inline_net_nesterov_and_no_initial_test(caffe_dir, monkeypatch):
     inline = "net_param { " + NET.replace('name: "tiny"', "") + " }"
     text = f"""{inline}
@@ -197,7 +233,13 @@ def test_lr_policy_errors(settings, match):
 
 
 @pytest.mark.parametrize("old, new, match", [
-    ("", 'type: "Adam"', r"solver type 'Adam' is not supported; use one of \['Nesterov', 'SGD'\]"),
+    ("", 'type: "Lion"', r"solver type 'Lion' is not supported; use one of \['SGD', 'Nesterov', 'Adam', 'AdaGrad'"),
+    ("", 'type: "AdaGrad"', r"momentum 0.9 cannot be used with AdaGrad \(Caffe refuses it too\)"),
+    ("momentum: 0.9", 'type: "RMSProp" momentum: 0.5', r"momentum 0.5 cannot be used with RMSProp"),
+    ("momentum: 0.9", 'type: "Adam" momentum: 1.0', r"Adam settings \(momentum, momentum2, rms_decay, delta\): "
+                                                     r"Adam: beta1 must be in \[0, 1\), got 1.0"),
+    ("momentum: 0.9", 'type: "AdaDelta" momentum: 0.95 delta: 0', r"Adadelta: epsilon must be > 0, got 0.0"),
+    ("momentum: 0.9", 'type: "RMSProp" rms_decay: 1.5', r"RMSProp: decay must be in \[0, 1\)"),
     ("", "iter_size: 2", "iter_size 2 is not supported"),
     ("", "clip_gradients: 10", "clip_gradients is not supported"),
     ("", 'regularization_type: "L3"', "regularization_type 'L3'"),

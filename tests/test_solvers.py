@@ -1,6 +1,7 @@
 """Solvers and policies: every LR/momentum policy against its closed form, SGD and Nesterov trajectories
 of a tiny net against a NumPy float64 re-computation of the update rules (with regularization, local
-learning rates, constraints, shared and frozen parameters), and one tiny run on the Triton backend.
+learning rates, constraints, shared and frozen parameters), the adaptive methods (Adam, Adagrad,
+RMSProp, Adadelta) against torch.optim, and tiny runs on the Triton backend.
 
 The tiny in-test layers below (an array source and a squared loss, built on layers/base.py with
 backend ops only) are also used by tests/test_coffee.py and tests/test_snapshots.py.
@@ -23,7 +24,7 @@ from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.net import Net
 from mocha_triton.parameter import ConstantInitializer, L2Cons, L2Regu, NoRegu
 from mocha_triton.policies import LRPolicy, MomPolicy
-from mocha_triton.solvers import SGD, Nesterov, Solver, SolverParameters, SolverState
+from mocha_triton.solvers import SGD, Adadelta, Adagrad, Adam, Nesterov, RMSProp, Solver, SolverParameters, SolverState
 
 # --- tiny in-test layers ------------------------------------------------------------------------------
 
@@ -532,3 +533,125 @@ def test_tiny_run_on_the_triton_backend_matches_numpy(tmp_path):
     for p, expected in zip(host.params["ip1"], finals["triton"][0]):
         np.testing.assert_array_equal(p.blob.to_numpy(), expected)
     np.testing.assert_array_equal(state.momentum_history["ip1/0"].to_numpy(), finals["triton"][2])
+
+
+# --- adaptive methods ----------------------------------------------------------------------------------
+
+ADAPTIVE_METHODS = [Adam(beta1=0.8, beta2=0.95, epsilon=0.0), Adagrad(epsilon=1e-3), RMSProp(decay=0.9, epsilon=1e-3),
+                    Adadelta(rho=0.8, epsilon=1e-4)]
+
+
+def torch_optimizer(method, groups):
+    """The torch.optim optimizer computing the same update as ``method`` (see cpu_ref/solvers.py; Adam agrees
+    exactly because epsilon is 0 here)."""
+    import torch
+
+    if isinstance(method, Adam):
+        return torch.optim.Adam(groups, betas=(method.beta1, method.beta2), eps=method.epsilon)
+    if isinstance(method, Adagrad):
+        return torch.optim.Adagrad(groups, eps=method.epsilon)
+    if isinstance(method, RMSProp):
+        return torch.optim.RMSprop(groups, alpha=method.decay, eps=method.epsilon)
+    return torch.optim.Adadelta(groups, rho=method.rho, eps=method.epsilon)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS, ids=repr)
+def test_adaptive_trajectories_match_torch_optim(method):
+    """The tiny net trained with an adaptive method follows torch.optim on the same model in float64: a
+    step learning-rate policy, the bias's local multiplier 2 and weight decay on the weight only."""
+    import torch
+
+    x, y = tiny_data()
+    net = tiny_net(NumpyBackend("float64", seed=3), x, y, bias_init=ConstantInitializer(0.1))
+    w0, b0 = (p.blob.to_numpy() for p in net.params["ip1"])
+    lr_policy, regu, n_iter = LRPolicy.Step(0.1, 0.5, 3), 0.01, 7
+    records = run_and_record(net, method, SolverParameters(max_iter=n_iter, regu_coef=regu, lr_policy=lr_policy),
+                             n_iter)
+
+    w, b = torch.tensor(w0, requires_grad=True), torch.tensor(b0, requires_grad=True)
+    groups = [{"params": [w], "weight_decay": regu, "lr": 0.0}, {"params": [b], "weight_decay": 0.0, "lr": 0.0}]
+    optimizer = torch_optimizer(method, groups)
+    for it in range(n_iter + 1):
+        rows = [(it * 4 + k) % len(x) for k in range(4)]
+        loss = 0.5 * ((torch.from_numpy(x[rows]) @ w.T + b - torch.from_numpy(y[rows])) ** 2).sum() / 4
+        got_it, got_obj, (got_w, got_b) = records[it]
+        assert got_it == it and got_obj == pytest.approx(loss.item(), rel=1e-12), it
+        np.testing.assert_allclose(got_w, w.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=f"W at {it}")
+        np.testing.assert_allclose(got_b, b.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=f"b at {it}")
+        optimizer.zero_grad()
+        loss.backward()
+        for group, local in zip(optimizer.param_groups, (1.0, 2.0)):
+            group["lr"] = lr_policy.get(At(it + 1)) * local
+        optimizer.step()
+    assert not np.allclose(records[-1][2][0], w0)
+
+
+@pytest.mark.parametrize("method", ADAPTIVE_METHODS, ids=repr)
+def test_adaptive_state_is_kept_per_parameter_and_snapshots_resume_exactly(method, tmp_path):
+    """The method's state blobs exist per trainable parameter, are saved in snapshots under their names,
+    and a run resumed from a snapshot ends bitwise where an uninterrupted run ends."""
+    import h5py
+
+    from mocha_triton.coffee import Snapshot
+
+    x, y = tiny_data()
+
+    def run(max_iter, load_from="", snapshot_every=0):
+        net = tiny_net(NumpyBackend("float32", seed=5), x, y)
+        params = SolverParameters(max_iter=max_iter, regu_coef=0.01, lr_policy=LRPolicy.Fixed(0.05),
+                                  load_from=load_from)
+        solver = Solver(method, params)
+        if snapshot_every:
+            solver.add_coffee_break(Snapshot(tmp_path), every_n_iter=snapshot_every)
+        state = solver.solve(net)
+        return [p.blob.to_numpy() for p in net.params["ip1"]], state
+
+    straight, state = run(6)
+    assert sorted(state.blobs) == sorted(method.state_names)
+    assert state.momentum_history == {}
+    for group in state.blobs.values():
+        assert sorted(group) == ["ip1/0", "ip1/1"]
+        assert np.abs(group["ip1/0"].to_numpy()).sum() > 0, "the state must have moved away from zero"
+    run(3, snapshot_every=3)
+    with h5py.File(tmp_path / "snapshot-000003.h5", "r") as f:
+        assert set(f["solver"]) >= set(method.state_names)
+    resumed, resumed_state = run(6, load_from=str(tmp_path))
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a, b)
+    for name, group in state.blobs.items():
+        np.testing.assert_array_equal(resumed_state.blobs[name]["ip1/0"].to_numpy(), group["ip1/0"].to_numpy())
+
+
+def test_adaptive_methods_refuse_momentum_and_bad_hyperparameters():
+    x, y = tiny_data()
+    net = tiny_net(NumpyBackend("float64"), x, y)
+    solver = Solver(Adam(), SolverParameters(max_iter=2, mom_policy=MomPolicy.Fixed(0.9)))
+    with pytest.raises(ValueError, match=r"Solver: Adam\(beta1=0.9, beta2=0.999, epsilon=1e-08\) uses no momentum"):
+        solver.solve(net)
+    solver = Solver(RMSProp(), SolverParameters(max_iter=5, mom_policy=MomPolicy.Linear(0.0, 0.2, 2, 0.9)))
+    with pytest.raises(ValueError, match=r"mom_policy gives 0.2 at iteration 2"):
+        solver.solve(net)
+    for make, message in [(lambda: Adam(beta2=1.0), r"Adam: beta2 must be in \[0, 1\), got 1.0"),
+                          (lambda: Adam(epsilon=-1.0), r"Adam: epsilon must be >= 0"),
+                          (lambda: Adagrad(epsilon=float("nan")), r"Adagrad: epsilon must be finite"),
+                          (lambda: RMSProp(decay=-0.1), r"RMSProp: decay must be in \[0, 1\)"),
+                          (lambda: Adadelta(epsilon=0.0), r"Adadelta: epsilon must be > 0"),
+                          (lambda: Adadelta(rho="high"), r"Adadelta: rho must be a real scalar")]:
+        with pytest.raises((ValueError, TypeError), match=message):
+            make()
+
+
+@pytest.mark.parametrize("method", [Adam(), Adadelta()], ids=repr)
+def test_adaptive_run_on_the_triton_backend_matches_numpy(method):
+    from mocha_triton.backends import TritonBackend
+
+    x, y = tiny_data()
+    finals = {}
+    for name in ("numpy", "triton"):
+        backend = NumpyBackend("float32", seed=11) if name == "numpy" else TritonBackend(seed=11)
+        net = tiny_net(backend, x, y)
+        state = Solver(method, SolverParameters(max_iter=3, lr_policy=LRPolicy.Fixed(0.05))).solve(net)
+        finals[name] = [p.blob.to_numpy() for p in net.params["ip1"]] + [
+            blob.to_numpy() for group in state.blobs.values() for blob in group.values()]
+    for a, b in zip(finals["numpy"], finals["triton"], strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -17,11 +17,17 @@ Caffe ``SolverParameter``             mocha-triton
 ``test_net(_param)``                  :func:`~mocha_triton.caffe.load_net` on one backend, so they share
                                       their parameters by layer name; one test net at most
 ``type`` (``solver_type``)            ``SGD`` -> :class:`~mocha_triton.SGD`, ``Nesterov`` ->
-                                      :class:`~mocha_triton.Nesterov`
+                                      :class:`~mocha_triton.Nesterov`, ``Adam`` -> :class:`~mocha_triton.Adam`
+                                      (``momentum`` is beta1, ``momentum2`` beta2, ``delta`` epsilon),
+                                      ``AdaGrad`` -> :class:`~mocha_triton.Adagrad` (``delta``),
+                                      ``RMSProp`` -> :class:`~mocha_triton.RMSProp` (``rms_decay``,
+                                      ``delta``), ``AdaDelta`` -> :class:`~mocha_triton.Adadelta`
+                                      (``momentum`` is rho, ``delta`` epsilon); AdaGrad and RMSProp
+                                      refuse a non-zero ``momentum``, as Caffe does
 ``base_lr``, ``lr_policy``,           ``fixed``/``step``/``exp``/``inv``/``poly`` -> ``LRPolicy.Fixed``/
 ``gamma``, ``power``, ``stepsize``,   ``Step``/``Exp``/``Inv``/``Poly``; ``multistep`` -> :class:`MultiStepLR`;
 ``stepvalue``                         ``sigmoid`` -> :class:`SigmoidLR` (both in this module)
-``momentum``                          ``MomPolicy.Fixed(momentum)``
+``momentum``                          ``MomPolicy.Fixed(momentum)`` for SGD and Nesterov
 ``weight_decay``                      ``regu_coef`` (same convention: gradient ``decay_mult *
                                       weight_decay * W``); ``regularization_type`` L1/L2 picks the nets'
                                       regularizers
@@ -44,8 +50,8 @@ Differences from Caffe (documented, deliberate): the learning rate of the update
 is the policy's value at ``k`` (mocha-triton counts iterations from 1; Caffe's ``iter_`` is ``k - 1``,
 so step boundaries happen one update later); breaks also run at iteration 0 (except the test when
 ``test_initialization: false``); ``snapshot_after_train``, ``average_loss`` and ``solver_mode`` are
-ignored. Not supported (an error names the field): ``iter_size > 1``, ``clip_gradients``, other
-solver types (AdaGrad, RMSProp, AdaDelta, Adam), several test nets.
+ignored. Not supported (an error names the field): ``iter_size > 1``, ``clip_gradients``, several test
+nets.
 """
 
 from __future__ import annotations
@@ -62,11 +68,11 @@ from mocha_triton.caffe.reader import read_solver, upgrade_solver
 from mocha_triton.coffee import Snapshot, TrainingSummary, ValidationPerformance
 from mocha_triton.net import Net
 from mocha_triton.policies import LRPolicy, MomPolicy, Policy
-from mocha_triton.solvers import SGD, Nesterov, Solver, SolverParameters
+from mocha_triton.solvers import SGD, Adadelta, Adagrad, Adam, Nesterov, RMSProp, Solver, SolverMethod, SolverParameters
 
-__all__ = ["CaffeTestPerformance", "MultiStepLR", "SigmoidLR", "caffe_lr_policy", "load_solver"]
+__all__ = ["CaffeTestPerformance", "MultiStepLR", "SigmoidLR", "caffe_lr_policy", "caffe_solver_method", "load_solver"]
 
-SOLVER_TYPES = {"SGD": SGD, "Nesterov": Nesterov}
+SOLVER_TYPES = ("SGD", "Nesterov", "Adam", "AdaGrad", "RMSProp", "AdaDelta")
 LR_POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
 
@@ -138,6 +144,31 @@ class CaffeTestPerformance(ValidationPerformance):
 
 def _error(source: str, problem: str) -> CaffeConversionError:
     return CaffeConversionError(source, problem)
+
+
+def caffe_solver_method(sp: Any, source: str = "<solver>") -> tuple[SolverMethod, float]:
+    """The update method of a ``SolverParameter`` and the momentum for ``MomPolicy.Fixed`` (0 for the
+    adaptive methods, which take ``momentum`` as a hyperparameter or refuse it)."""
+    solver_type = sp.type or "SGD"
+    momentum, delta = caffe_float(sp.momentum), caffe_float(sp.delta)
+    if solver_type not in SOLVER_TYPES:
+        raise _error(source, f"solver type {solver_type!r} is not supported; use one of {list(SOLVER_TYPES)}")
+    if solver_type in ("AdaGrad", "RMSProp") and momentum != 0:
+        raise _error(source, f"momentum {momentum} cannot be used with {solver_type} (Caffe refuses it too)")
+    try:
+        if solver_type == "SGD":
+            return SGD(), momentum
+        if solver_type == "Nesterov":
+            return Nesterov(), momentum
+        if solver_type == "Adam":
+            return Adam(beta1=momentum, beta2=caffe_float(sp.momentum2), epsilon=delta), 0.0
+        if solver_type == "AdaGrad":
+            return Adagrad(epsilon=delta), 0.0
+        if solver_type == "RMSProp":
+            return RMSProp(decay=caffe_float(sp.rms_decay), epsilon=delta), 0.0
+        return Adadelta(rho=momentum, epsilon=delta), 0.0
+    except ValueError as exc:  # e.g. momentum 1.0 as Adam's beta1
+        raise _error(source, f"{solver_type} settings (momentum, momentum2, rms_decay, delta): {exc}") from None
 
 
 def caffe_lr_policy(sp: Any, source: str = "<solver>") -> Policy:
@@ -226,9 +257,7 @@ def load_solver(solver_prototxt: Any, backend: Any = None, *, input_shapes: Mapp
         source = os.fspath(solver_prototxt) if is_file else "<text>"
         solver_dir = os.path.dirname(os.path.abspath(source)) if is_file else os.getcwd()
 
-    solver_type = sp.type or "SGD"
-    if solver_type not in SOLVER_TYPES:
-        raise _error(source, f"solver type {solver_type!r} is not supported; use one of {sorted(SOLVER_TYPES)}")
+    method, momentum = caffe_solver_method(sp, source)
     if sp.iter_size != 1:
         raise _error(source, f"iter_size {sp.iter_size} is not supported (gradient accumulation); use 1")
     if sp.clip_gradients >= 0:
@@ -272,8 +301,8 @@ def load_solver(solver_prototxt: Any, backend: Any = None, *, input_shapes: Mapp
         test_net = load_net(test_defs[0], phase=phase, level=level, stages=stages, **common)
 
     params = SolverParameters(max_iter=int(sp.max_iter), regu_coef=caffe_float(sp.weight_decay), lr_policy=lr_policy,
-                              mom_policy=MomPolicy.Fixed(caffe_float(sp.momentum)), load_from=load_from)
-    solver = Solver(SOLVER_TYPES[solver_type](), params)
+                              mom_policy=MomPolicy.Fixed(momentum), load_from=load_from)
+    solver = Solver(method, params)
     if sp.display > 0:
         solver.add_coffee_break(TrainingSummary("iter", "obj_val", "learning_rate"), every_n_iter=int(sp.display))
     if test_net is not None and sp.test_interval > 0:
