@@ -1,6 +1,6 @@
 """NumPy reference (cpu_ref) ops vs the same ops in torch CPU, on LeNet and CIFAR-10-quick layer shapes.
 
-    python bench/cpu_ops.py [--batch 64 100] [--out bench/results/cpu_ops.md]
+    python bench/cpu_ops.py [--batch 64 100] [--groups conv pool ip loss solver] [--out bench/results/cpu_ops.md]
 
 Prints a table of median times and the ratio torch_time / cpu_ref_time (> 1: the reference is faster).
 Both sides use float32 and the same threads. The OpenBLAS variables (OPENBLAS_CORETYPE,
@@ -27,7 +27,7 @@ from shapes import CIFAR_QUICK_CONV, CIFAR_QUICK_IP, CIFAR_QUICK_POOL, LENET_CON
 
 from mocha_triton.checks.conv import conv2d_output_size  # noqa: E402
 from mocha_triton.checks.pooling import pool2d_output_size  # noqa: E402
-from mocha_triton.cpu_ref import conv, inner_product, loss, pooling  # noqa: E402
+from mocha_triton.cpu_ref import conv, inner_product, loss, pooling, solvers  # noqa: E402
 
 
 def median_time(fn: Callable[[], object], min_time: float = 0.3, min_runs: int = 5) -> float:
@@ -141,9 +141,44 @@ def loss_rows(batch: int, rng: np.random.Generator) -> list[tuple[str, Callable,
     return [("softmax-loss (N,10) fwd+bwd", ours, ref)]
 
 
+def solver_rows(rng: np.random.Generator) -> list[tuple[str, Callable, Callable]]:
+    """One update of LeNet's largest parameter (ip1's 500 x 800 weight) against torch.optim's single-tensor
+    (foreach=False) step; both sides update in place, with a small lr so values stay finite."""
+    shape = (500, 800)
+
+    def arrays(count: int) -> list[np.ndarray]:
+        return [np.abs(rng.standard_normal(shape)).astype(np.float32) * 1e-3 for _ in range(count)]
+
+    cases = [  # name, our update, the torch optimizer
+        ("sgd momentum", lambda w, g, a, b: solvers.sgd_momentum_update(w, g, a, 1e-6, 0.9),
+         lambda p: torch.optim.SGD([p], lr=1e-6, momentum=0.9, foreach=False)),
+        ("adam", lambda w, g, a, b: solvers.adam_update(w, g, a, b, 1e-6, 0.9, 0.999, 1e-8),
+         lambda p: torch.optim.Adam([p], lr=1e-6, foreach=False)),
+        ("adagrad", lambda w, g, a, b: solvers.adagrad_update(w, g, a, 1e-6, 1e-8),
+         lambda p: torch.optim.Adagrad([p], lr=1e-6, foreach=False)),
+        ("rmsprop", lambda w, g, a, b: solvers.rmsprop_update(w, g, a, 1e-6, 0.99, 1e-8),
+         lambda p: torch.optim.RMSprop([p], lr=1e-6, foreach=False)),
+        ("adadelta", lambda w, g, a, b: solvers.adadelta_update(w, g, a, b, 1e-6, 0.95, 1e-6),
+         lambda p: torch.optim.Adadelta([p], lr=1e-6, foreach=False)),
+    ]
+    rows = []
+    for name, ours, make_optimizer in cases:
+        w, g, a, b = arrays(4)
+        param = torch.nn.Parameter(torch.from_numpy(w.copy()))
+        param.grad = torch.from_numpy(g.copy())
+        optimizer = make_optimizer(param)
+        rows.append((f"{name} update 500x800", lambda ours=ours, w=w, g=g, a=a, b=b: ours(w, g, a, b),
+                     lambda optimizer=optimizer: optimizer.step()))
+    return rows
+
+
+GROUPS = {"conv": conv_rows, "pool": pool_rows, "ip": ip_rows, "loss": loss_rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 100])
+    parser.add_argument("--groups", nargs="+", default=[*GROUPS, "solver"], choices=[*GROUPS, "solver"])
     parser.add_argument("--out", default=None, help="also write the table (markdown) to this file")
     args = parser.parse_args()
 
@@ -163,14 +198,16 @@ def main() -> None:
     lines = list(header)
     rng = np.random.default_rng(0)
     ratios = []
-    for batch in args.batch:
-        for name, ours, ref in conv_rows(batch, rng) + pool_rows(batch, rng) + ip_rows(batch, rng) + loss_rows(
-                batch, rng):
-            t_ours, t_ref = median_time(ours), median_time(ref)
-            ratios.append((name, batch, t_ref / t_ours))
-            line = f"| {batch} | {name} | {t_ours * 1e3:.3f} | {t_ref * 1e3:.3f} | {t_ref / t_ours:.2f} |"
-            print(line, flush=True)
-            lines.append(line)
+    work = [(batch, row) for batch in args.batch for group in args.groups if group in GROUPS
+            for row in GROUPS[group](batch, rng)]
+    if "solver" in args.groups:  # parameter updates do not depend on the batch
+        work += [("-", row) for row in solver_rows(rng)]
+    for batch, (name, ours, ref) in work:
+        t_ours, t_ref = median_time(ours), median_time(ref)
+        ratios.append((name, batch, t_ref / t_ours))
+        line = f"| {batch} | {name} | {t_ours * 1e3:.3f} | {t_ref * 1e3:.3f} | {t_ref / t_ours:.2f} |"
+        print(line, flush=True)
+        lines.append(line)
     geo = float(np.exp(np.mean([np.log(r) for _, _, r in ratios])))
     summary = f"\ngeomean torch/cpu_ref: {geo:.2f} (> 1 means the NumPy reference is faster)"
     print(summary)

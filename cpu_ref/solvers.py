@@ -4,7 +4,8 @@ RMSProp and Adadelta.
 Mirrors :mod:`mocha_triton.kernels.solvers`. ``lr`` is the effective learning rate (the policy's
 rate times the parameter's local multiplier). Each op updates the parameter ``w`` and the method's
 state arrays (momentum history, moment estimates, running averages) in place, all of one shape and
-dtype; every scalar is rounded to that dtype before use, as the kernels receive it.
+dtype; every scalar is rounded to that dtype before use, as the kernels receive it. The updates work
+in place with few temporaries, one rounding per operation in the order of the docstring's formula.
 
 * SGD: ``v`` is the momentum history with lr folded in (Mocha/Caffe); PyTorch's SGD keeps a running
   sum of gradients instead and multiplies by lr afterwards.
@@ -26,7 +27,8 @@ def sgd_momentum_update(w: np.ndarray, dw: np.ndarray, v: np.ndarray, lr: float,
     """v = momentum * v - lr * dw; w += v (all three arrays of one shape and dtype)."""
     lr, momentum = checks.check_sgd_momentum_update(w, dw, v, lr, momentum)
     t = w.dtype.type
-    v[...] = t(momentum) * v - t(lr) * dw
+    v *= t(momentum)
+    v -= t(lr) * dw
     w += v
 
 
@@ -52,25 +54,32 @@ def adam_update(w: np.ndarray, dw: np.ndarray, m: np.ndarray, v: np.ndarray, ste
     """
     step_size, beta1, beta2, epsilon = checks.check_adam_update(w, dw, m, v, step_size, beta1, beta2, epsilon)
     t = w.dtype.type
-    m[...] = t(beta1) * m + t(1.0 - beta1) * dw
-    v[...] = t(beta2) * v + t(1.0 - beta2) * (dw * dw)
-    w -= t(step_size) * m / (np.sqrt(v) + t(epsilon))
+    m *= t(beta1)
+    m += t(1.0 - beta1) * dw
+    _decay_squares(v, dw, t(beta2), t(1.0 - beta2))
+    step = t(step_size) * m
+    step /= _sqrt_plus(v, t(epsilon))
+    w -= step
 
 
 def adagrad_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, lr: float, epsilon: float) -> None:
     """h += dw**2; w -= lr * dw / (sqrt(h) + epsilon)."""
     lr, epsilon = checks.check_adagrad_update(w, dw, h, lr, epsilon)
     t = w.dtype.type
-    h += dw * dw
-    w -= t(lr) * dw / (np.sqrt(h) + t(epsilon))
+    h += np.square(dw)
+    step = t(lr) * dw
+    step /= _sqrt_plus(h, t(epsilon))
+    w -= step
 
 
 def rmsprop_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, lr: float, decay: float, epsilon: float) -> None:
     """h = decay * h + (1 - decay) * dw**2; w -= lr * dw / (sqrt(h) + epsilon)."""
     lr, decay, epsilon = checks.check_rmsprop_update(w, dw, h, lr, decay, epsilon)
     t = w.dtype.type
-    h[...] = t(decay) * h + t(1.0 - decay) * (dw * dw)
-    w -= t(lr) * dw / (np.sqrt(h) + t(epsilon))
+    _decay_squares(h, dw, t(decay), t(1.0 - decay))
+    step = t(lr) * dw
+    step /= _sqrt_plus(h, t(epsilon))
+    w -= step
 
 
 def adadelta_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, u: np.ndarray, lr: float, rho: float,
@@ -82,7 +91,36 @@ def adadelta_update(w: np.ndarray, dw: np.ndarray, h: np.ndarray, u: np.ndarray,
     """
     lr, rho, epsilon = checks.check_adadelta_update(w, dw, h, u, lr, rho, epsilon)
     t = w.dtype.type
-    h[...] = t(rho) * h + t(1.0 - rho) * (dw * dw)
-    d = np.sqrt(u + t(epsilon)) / np.sqrt(h + t(epsilon)) * dw
-    u[...] = t(rho) * u + t(1.0 - rho) * (d * d)
-    w -= t(lr) * d
+    _decay_squares(h, dw, t(rho), t(1.0 - rho))
+    d = u + t(epsilon)
+    np.sqrt(d, out=d)
+    d /= _sqrt_of_sum(h, t(epsilon))
+    d *= dw
+    _decay_squares(u, d, t(rho), t(1.0 - rho))
+    d *= t(lr)
+    w -= d
+
+
+# --- in-place building blocks: each rounds exactly like the expression it names ------------------------
+
+
+def _decay_squares(avg: np.ndarray, x: np.ndarray, decay: np.generic, one_minus_decay: np.generic) -> None:
+    """avg = decay * avg + (1 - decay) * x**2, in place."""
+    square = np.square(x)
+    square *= one_minus_decay
+    avg *= decay
+    avg += square
+
+
+def _sqrt_plus(a: np.ndarray, epsilon: np.generic) -> np.ndarray:
+    """sqrt(a) + epsilon, as a new array."""
+    out = np.sqrt(a)
+    out += epsilon
+    return out
+
+
+def _sqrt_of_sum(a: np.ndarray, epsilon: np.generic) -> np.ndarray:
+    """sqrt(a + epsilon), as a new array."""
+    out = a + epsilon
+    np.sqrt(out, out=out)
+    return out
