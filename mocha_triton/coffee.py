@@ -12,6 +12,21 @@ A break added with ``every_n_iter=n`` runs when ``iteration % n == 0`` — inclu
 any training, and again at the iteration a run resumes from. One added with ``every_n_epoch=n`` runs
 when the training net's first data layer has started a new epoch and ``epoch % n == 0``.
 
+**Roll-backs.** A break may move training back to an earlier iteration (``LRPolicy.DecayOnValidation``
+restores the latest snapshot with ``solver.restore_snapshot``). The round of breaks ends right there:
+the breaks still due at the abandoned iteration do not run (a warning names them); they run when
+training reaches that iteration again, like every break due on the way. The lounge's iteration follows
+the training state, so statistics are always recorded under the iteration training is at, and the
+values recorded after the restored iteration (the abandoned stretch, which training runs again) are
+dropped: the statistics describe the path training is on, and "the latest value" of a key (what
+DecayOnValidation compares) is never one from the abandoned stretch.
+
+**Resume and validation.** Breaks due at the resume iteration run again when training resumes, so a
+:class:`Snapshot` saves each :class:`ValidationPerformance` test net's data position as it was *before*
+the round of breaks (:meth:`CoffeeLounge.validation_positions`), and the lounge restores those positions
+when the solver resumed from a snapshot: validations after a resume see exactly the samples they would
+have seen without the interruption, even when the test batch size does not divide the test set.
+
 Statistics file layout (plain HDF5): one group per key (``/`` and ``%`` percent-encoded) holding two
 datasets of equal length, ``iterations`` (int64, increasing) and ``values`` (float64).
 """
@@ -22,6 +37,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,9 +45,12 @@ from typing import Any
 from mocha_triton.snapshots import (
     SnapshotError,
     atomic_h5_file,
+    capture_data_positions,
     from_h5_name,
     h5_name,
+    load_validation_positions,
     open_h5,
+    restore_data_positions,
     save_snapshot,
     snapshot_path,
 )
@@ -99,8 +118,10 @@ class CoffeeBreak:
 class CoffeeLounge:
     """Statistics recorded during training, and the coffee breaks that record them.
 
-    ``statistics[key][iteration] = value``. With ``save_into`` set, the statistics are written to that
-    HDF5 file (atomically) whenever ``iteration % every_n_iter == 0`` and something changed, and when
+    ``statistics[key][iteration] = value``, recorded at ``iteration`` (the training state's iteration as
+    of the latest round of breaks; see the roll-back rule in :meth:`check_coffee_breaks`). With
+    ``save_into`` set, the statistics are written to that HDF5 file (atomically) after every round of
+    breaks at an iteration with ``iteration % every_n_iter == 0`` that changed something, and when
     training ends. If the file already exists when training starts, ``file_exists`` decides: ``"merge"``
     (load it and continue, the default), ``"overwrite"`` or ``"panic"`` (raise FileExistsError).
     """
@@ -113,6 +134,8 @@ class CoffeeLounge:
         self.last_epoch: int | None = None
         self.start_iteration = 0
         self.modified = False
+        self._round_state: Any = None  # the solver state while a round of breaks runs, else None
+        self._round_start_positions: dict[str, dict[str, Any]] = {}  # see validation_positions
         self.configure(save_into, every_n_iter, file_exists)
 
     def configure(self, save_into: str | os.PathLike = "", every_n_iter: int = 1, file_exists: str = "merge") -> None:
@@ -129,7 +152,15 @@ class CoffeeLounge:
 
     # --- statistics ---------------------------------------------------------------------------------
     def update_statistics(self, key: str, value: float) -> None:
-        """Record ``value`` under ``key`` at the current iteration."""
+        """Record ``value`` under ``key`` at the current iteration.
+
+        Raises RuntimeError when called by a break after it (or something it called) rolled training
+        back during the current round: the value belongs to an iteration training is no longer at.
+        """
+        if self._round_state is not None and int(self._round_state.iteration) != self.iteration:
+            raise RuntimeError(f"coffee lounge: cannot record {key!r} at iteration {self.iteration}: training was "
+                               f"moved to iteration {int(self._round_state.iteration)} during this round of "
+                               "coffee breaks (a roll-back); record statistics before rolling back")
         self.statistics.setdefault(str(key), {})[self.iteration] = float(value)
         self.modified = True
 
@@ -169,9 +200,59 @@ class CoffeeLounge:
                 statistics[from_h5_name(name)] = {int(i): float(v) for i, v in zip(iterations, values)}
         return statistics
 
+    # --- validation test nets: their data positions in snapshots -------------------------------------
+    def _test_nets(self) -> list[Any]:
+        """The distinct test nets of this lounge's :class:`ValidationPerformance` breaks (and subclasses)."""
+        nets: list[Any] = []
+        for cb in self.coffee_breaks:
+            test_net = cb.coffee.test_net if isinstance(cb.coffee, ValidationPerformance) else None
+            if test_net is not None and all(test_net is not n for n in nets):
+                nets.append(test_net)
+        return nets
+
+    def validation_nets(self) -> dict[str, Any]:
+        """The test nets of this lounge's :class:`ValidationPerformance` breaks, by net name.
+
+        Snapshots key the nets' data positions by name, so two different test nets with one name are an
+        error (one test net shared by several breaks is fine).
+        """
+        nets: dict[str, Any] = {}
+        for test_net in self._test_nets():
+            if test_net.name in nets:
+                raise ValueError(f"coffee lounge: two ValidationPerformance breaks use different test nets named "
+                                 f"{test_net.name!r}; snapshots save test-data positions by net name, so give the "
+                                 "test nets distinct names")
+            nets[test_net.name] = test_net
+        return nets
+
+    def validation_positions(self) -> dict[str, dict[str, Any]]:
+        """``{test net name: {data layer name: position}}`` of every validation test net, as at the start
+        of the latest round of breaks (before any validation of that round read data).
+
+        That is what a snapshot saves: resuming runs the breaks due at the resume iteration again, so each
+        test net must start that round where it started it in the uninterrupted run.
+        """
+        return {name: self._round_start_positions[name] if name in self._round_start_positions
+                else capture_data_positions(test_net) for name, test_net in self.validation_nets().items()}
+
+    def _restore_validation_positions(self, snapshot: str) -> None:
+        """Put the validation test nets' data where the snapshot training resumed from says."""
+        nets = self.validation_nets()
+        saved = load_validation_positions(snapshot) if nets else {}
+        for name, test_net in nets.items():
+            if name in saved:
+                restore_data_positions(test_net, saved[name], source=f"snapshot {snapshot!r}")
+            else:
+                warnings.warn(f"coffee lounge: snapshot {snapshot!r} has no data position for test net {name!r} (an "
+                              "older snapshot, or saved without validation positions); its validation data "
+                              "continues from where it is, so validation statistics may differ from an "
+                              "uninterrupted run", stacklevel=3)
+
     # --- the solver's hooks -------------------------------------------------------------------------
-    def setup(self, solver: Any, net: Any, state: Any) -> None:
-        """Start of training: handle an existing statistics file and initialise every coffee."""
+    def setup(self, solver: Any, net: Any, state: Any, resumed_from: str | None = None) -> None:
+        """Start of training: handle an existing statistics file, initialise every coffee and, when the
+        solver resumed from the snapshot ``resumed_from``, restore the validation test nets' data
+        positions saved in it."""
         self.solver = solver
         self.iteration = self.start_iteration = int(state.iteration)
         if self.save_into and os.path.exists(self.save_into):
@@ -187,18 +268,63 @@ class CoffeeLounge:
                              "with an epoch counter")
         for cb in self.coffee_breaks:
             cb.coffee.init(self, net)
+        self._round_start_positions = {}
+        if resumed_from is not None:
+            self._restore_validation_positions(resumed_from)
 
     def check_coffee_breaks(self, net: Any, state: Any) -> None:
-        """Run every break due at ``state.iteration``; then save the statistics if that is due."""
-        self.iteration = int(state.iteration)
+        """Run every break due at ``state.iteration``, in the order added; then save the statistics if due.
+
+        Roll-back rule: when a break changes ``state.iteration`` (``LRPolicy.DecayOnValidation`` restoring
+        a snapshot), the round ends after that break. The breaks still due at the abandoned iteration are
+        not run now (a warning names them): they run when training reaches that iteration again. The
+        breaks due at the restored iteration are not run again either (they ran when training was there).
+        The values recorded at iterations after the restored one are dropped (training runs them again).
+        The lounge's ``iteration`` and epoch bookkeeping then follow the restored state, so later
+        statistics are recorded at the iterations training is really at, and an every_n_epoch break runs
+        again when the restored data position crosses the epoch boundary again. The statistics file is
+        saved if the round's (abandoned) iteration is a multiple of ``every_n_iter``.
+        """
+        iteration = self.iteration = int(state.iteration)
         epoch = data_epoch(net)
         epoch_changed = epoch is not None and epoch != self.last_epoch
-        for cb in self.coffee_breaks:
-            if cb.is_due(self.iteration, epoch, epoch_changed):
+        due = [cb for cb in self.coffee_breaks if cb.is_due(iteration, epoch, epoch_changed)]
+        self._round_state = state
+        # a few ints per test net (and the shuffle order), like the training net's resume point
+        self._round_start_positions = {n.name: capture_data_positions(n) for n in self._test_nets()} if due else {}
+        try:
+            for i, cb in enumerate(due):
                 cb.coffee.enjoy(self, net, state)
-        self.last_epoch = data_epoch(net)  # a break may have rolled training back (DecayOnValidation)
-        if self.save_into and self.modified and self.iteration % self.every_n_iter == 0:
+                if int(state.iteration) != iteration:
+                    self._report_roll_back(cb, due[i + 1:], iteration, int(state.iteration))
+                    self._drop_statistics_after(int(state.iteration))
+                    break
+        finally:
+            self._round_state = None
+        self.iteration = int(state.iteration)
+        self.last_epoch = data_epoch(net)
+        if self.save_into and self.modified and iteration % self.every_n_iter == 0:
             self.save()
+
+    def _drop_statistics_after(self, iteration: int) -> None:
+        for key in list(self.statistics):
+            records = self.statistics[key]
+            kept = {i: v for i, v in records.items() if i <= iteration}
+            if len(kept) != len(records):
+                self.modified = True
+                if kept:
+                    self.statistics[key] = kept
+                else:
+                    del self.statistics[key]
+
+    @staticmethod
+    def _report_roll_back(cb: CoffeeBreak, skipped: list[CoffeeBreak], old: int, new: int) -> None:
+        message = f"coffee lounge: {type(cb.coffee).__name__} moved training from iteration {old} to {new}"
+        if skipped:
+            names = ", ".join(type(s.coffee).__name__ for s in skipped)
+            message += (f"; the breaks still due at iteration {old} ({names}) run when training reaches it "
+                        "again")
+        logger.warning(message)
 
     def shutdown(self, net: Any) -> None:
         """End of training: destroy every coffee and save the statistics."""
@@ -269,7 +395,12 @@ class TrainingSummary(Coffee):
 
 
 class Snapshot(Coffee):
-    """Save a snapshot ``<directory>/snapshot-%06d.h5`` (parameters and full solver state) each time."""
+    """Save a snapshot ``<directory>/snapshot-%06d.h5`` (parameters and full solver state) each time.
+
+    The snapshot also holds the data positions of the lounge's validation test nets as at the start of
+    this round of breaks (:meth:`CoffeeLounge.validation_positions`), so a resume reproduces the later
+    validations exactly whether the Snapshot break was added before or after the validation.
+    """
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = os.fspath(directory)
@@ -278,12 +409,13 @@ class Snapshot(Coffee):
 
     def init(self, lounge: CoffeeLounge, net: Any) -> None:
         os.makedirs(self.directory, exist_ok=True)
+        lounge.validation_nets()  # fails now, not at the first snapshot, if two test nets share a name
 
     def enjoy(self, lounge: CoffeeLounge, net: Any, state: Any) -> None:
         path = snapshot_path(self.directory, state.iteration)
         if os.path.exists(path) and state.iteration != lounge.start_iteration:
             logger.warning("Snapshot: overwriting %s", path)
-        save_snapshot(path, net, state, net.backend)
+        save_snapshot(path, net, state, net.backend, validation_positions=lounge.validation_positions())
 
 
 class ValidationPerformance(Coffee):
@@ -293,6 +425,12 @@ class ValidationPerformance(Coffee):
     then call each listener registered with :meth:`register` as ``fn(lounge, training_net, state)``. The
     test net should share parameters with the training net (same layer names or ``param_key``); never
     pass the training net itself (it would advance the training data).
+
+    ``forward_epoch`` reads whole batches, so when the batch size does not divide the test set the test
+    data ends each validation part-way into its next pass, and what a validation sees depends on the
+    earlier ones; snapshots save that position (see :class:`Snapshot`). If a listener rolls training back
+    (``LRPolicy.DecayOnValidation``), the listeners after it are not notified: the result they would hear
+    about belongs to an iteration training is no longer at (a warning says so).
     """
 
     def __init__(self, test_net: Any) -> None:
@@ -307,12 +445,18 @@ class ValidationPerformance(Coffee):
             raise ValueError(f"ValidationPerformance: the test net must not be the training net {net.name!r}")
 
     def enjoy(self, lounge: CoffeeLounge, net: Any, state: Any) -> None:
+        iteration = int(state.iteration)
         self.test_net.reset_statistics()
         self.test_net.forward_epoch()
         stats = self.test_net.statistics()
         for key, value in stats.items():
             lounge.update_statistics(key, value)
         shown = " ".join(f"{key}={value:.8f}" for key, value in stats.items())
-        print(f"VALIDATION iter={int(state.iteration):06d} {shown}".rstrip(), flush=True)
-        for listener in self.listeners:
+        print(f"VALIDATION iter={iteration:06d} {shown}".rstrip(), flush=True)
+        for i, listener in enumerate(self.listeners):
             listener(lounge, net, state)
+            if int(state.iteration) != iteration and i + 1 < len(self.listeners):
+                logger.warning("ValidationPerformance: a listener moved training from iteration %d to %d; the "
+                               "listeners after it (%d) are not notified of the validation at iteration %d",
+                               iteration, int(state.iteration), len(self.listeners) - i - 1, iteration)
+                break

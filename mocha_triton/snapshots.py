@@ -6,14 +6,24 @@ everything needed to continue training bit for bit::
     /                     attrs: format="mocha-triton-snapshot", version, net
     params/<layer>/<i>_<param name>      every parameter of every layer (e.g. params/ip1/0_weight)
     solver/               attrs: iteration, obj_val, learning_rate, momentum, losses (JSON)
-    solver/momentum_history/<layer>/<i>  the momentum history of each trainable parameter
+    solver/<state name>/<layer>/<i>  the solver method's state of each trainable parameter
+                          (SolverMethod.state_names: momentum_history for SGD and Nesterov,
+                          first_moment and second_moment for Adam, ...)
     rng/                  attrs: bit_generator (JSON of backend.rng's state), random_seed, random_offset
     data/<layer>/...      each data layer's position_state() (read position, epoch, shuffle state)
+    validation_data/<test net>/<layer>/...   the same for the data layers of the validation test nets
+                          (version 2; a version-1 file has no such group and still loads)
 
 The solver's iteration ends with a forward pass whose activations the next backward pass needs. So the
 data positions and RNG state saved are those from *just before* that forward (the solver records them
 in ``state.resume_point``); resuming restores them and runs the same forward again, which reproduces
 the activations, the objective and the data position exactly.
+
+The validation test nets follow the same rule one level up: a resume runs the coffee breaks due at the
+resume iteration again, so the positions saved for a test net are those from *before* that iteration's
+round of coffee breaks (see :meth:`~mocha_triton.coffee.CoffeeLounge.validation_positions`); the coffee
+lounge restores them when training resumes, and every later validation sees the same samples as in an
+uninterrupted run (which matters when the test batch size does not divide the test set).
 
 Layer and parameter names are used as HDF5 names with ``%`` and ``/`` percent-encoded.
 
@@ -42,13 +52,14 @@ import h5py
 import numpy as np
 
 __all__ = [
-    "SNAPSHOT_FORMAT", "SnapshotError", "atomic_h5_file", "capture_resume_point", "export_flat_weights",
-    "from_h5_name", "h5_name", "is_snapshot_file", "latest_snapshot", "load_flat_weights", "load_snapshot",
-    "open_h5", "resolve_load_from", "restore_resume_point", "save_snapshot", "snapshot_path",
+    "SNAPSHOT_FORMAT", "SnapshotError", "atomic_h5_file", "capture_data_positions", "capture_resume_point",
+    "export_flat_weights", "from_h5_name", "h5_name", "is_snapshot_file", "latest_snapshot", "load_flat_weights",
+    "load_snapshot", "load_validation_positions", "open_h5", "resolve_load_from", "restore_data_positions",
+    "restore_resume_point", "save_snapshot", "snapshot_path",
 ]
 
 SNAPSHOT_FORMAT = "mocha-triton-snapshot"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2 added validation_data/
 SNAPSHOT_PATTERN = re.compile(r"^snapshot-(\d+)\.h5$")
 FLAT_SEPARATOR = "___"
 
@@ -182,13 +193,29 @@ def _read_tree(group: h5py.Group) -> dict[str, Any]:
 # --- resume points: data positions and RNG state --------------------------------------------------
 
 
+def capture_data_positions(net: Any) -> dict[str, Any]:
+    """``{data layer name: position_state()}`` for every data layer of ``net``, copied."""
+    return {state.layer.name: copy.deepcopy(state.position_state()) for state in _data_states(net)}
+
+
+def restore_data_positions(net: Any, positions: dict[str, Any], source: str = "snapshot") -> None:
+    """Put ``net``'s data layers back where ``positions`` (from :func:`capture_data_positions`) says; a
+    layer missing from ``positions`` warns and continues from where it is."""
+    for state in _data_states(net):
+        if state.layer.name in positions:
+            state.restore_position(positions[state.layer.name])
+        else:
+            warnings.warn(f"{source}: no saved read position for data layer {state.layer.name!r} of net "
+                          f"{net.name!r}; it continues from where it is", stacklevel=3)
+
+
 def capture_resume_point(net: Any, backend: Any = None) -> dict[str, Any]:
     """The data positions of ``net`` and its backend's RNG state, copied (cheap; taken before each forward)."""
     backend = backend if backend is not None else net.backend
     return {
         "rng": {"bit_generator": backend.rng.bit_generator.state, "random_seed": int(backend.random_seed),
                 "random_offset": int(backend.random_offset)},
-        "data": {state.layer.name: copy.deepcopy(state.position_state()) for state in _data_states(net)},
+        "data": capture_data_positions(net),
     }
 
 
@@ -200,13 +227,7 @@ def restore_resume_point(net: Any, point: dict[str, Any], source: str = "snapsho
         backend.rng.bit_generator.state = rng["bit_generator"]
         backend.random_seed = int(rng["random_seed"])
         backend.random_offset = int(rng["random_offset"])
-    saved = point.get("data", {})
-    for state in _data_states(net):
-        if state.layer.name in saved:
-            state.restore_position(saved[state.layer.name])
-        else:
-            warnings.warn(f"{source}: no saved read position for data layer {state.layer.name!r}; it continues "
-                          "from where it is", stacklevel=3)
+    restore_data_positions(net, point.get("data", {}), source)
 
 
 # --- snapshots -----------------------------------------------------------------------------------------
@@ -254,11 +275,14 @@ def resolve_load_from(load_from: str | os.PathLike) -> tuple[str, str] | None:
     return (load_from, "snapshot" if is_snapshot_file(load_from) else "flat")
 
 
-def save_snapshot(path: str | os.PathLike, net: Any, solver_state: Any, backend: Any = None) -> str:
+def save_snapshot(path: str | os.PathLike, net: Any, solver_state: Any, backend: Any = None,
+                  validation_positions: dict[str, dict[str, Any]] | None = None) -> str:
     """Write ``net``'s parameters and the full solver state to ``path`` (atomically); returns the path.
 
     ``solver_state`` is a :class:`~mocha_triton.solvers.SolverState` (or None to save parameters only).
-    ``backend`` defaults to ``net.backend``; its RNG state is saved.
+    ``backend`` defaults to ``net.backend``; its RNG state is saved. ``validation_positions`` is
+    ``{test net name: capture_data_positions(test net)}`` (the Snapshot coffee break passes
+    ``lounge.validation_positions()``); it goes to ``validation_data/``.
     """
     path = os.fspath(path)
     backend = backend if backend is not None else net.backend
@@ -290,6 +314,11 @@ def save_snapshot(path: str | os.PathLike, net: Any, solver_state: Any, backend:
         data = f.create_group("data")
         for name, position in point["data"].items():
             _write_tree(data.create_group(h5_name(name)), position)
+        validation = f.create_group("validation_data")
+        for net_name, positions in (validation_positions or {}).items():
+            group = validation.create_group(h5_name(net_name))
+            for name, position in positions.items():
+                _write_tree(group.create_group(h5_name(name)), position)
     return path
 
 
@@ -390,6 +419,17 @@ def load_snapshot(path: str | os.PathLike, net: Any, solver_state: Any = None, s
         restore_resume_point(net, point, source=f"snapshot {path!r}")
         solver_state.resume_point = None
     return iteration
+
+
+def load_validation_positions(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """``{test net name: {data layer name: position}}`` saved in a snapshot's ``validation_data/`` group;
+    empty for a snapshot without one (version 1, or saved without ``validation_positions``)."""
+    path = os.fspath(path)
+    with open_h5(path, "snapshot") as f:
+        if "validation_data" not in f:
+            return {}
+        return {from_h5_name(net_name): {from_h5_name(name): _read_tree(group) for name, group in net_group.items()}
+                for net_name, net_group in f["validation_data"].items()}
 
 
 # --- flat model files (Mocha / Caffe interop) ----------------------------------------------------------

@@ -23,8 +23,8 @@ program can drive training itself. What they do, in order (Mocha's semantics):
      none); a snapshot file resumes from it; another HDF5 file loads Mocha's flat ``<layer>___<param>``
      weights only, at iteration 0;
   4. one forward pass for ``obj_val``;
-  5. the coffee lounge starts and the breaks due at the current iteration run (iteration 0 on a fresh
-     start).
+  5. the coffee lounge starts (after a resume it puts the validation test nets' data where the
+     snapshot says) and the breaks due at the current iteration run (iteration 0 on a fresh start).
 
 ``step(net, state)``
   1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter is updated with
@@ -321,16 +321,18 @@ class Solver:
         state.learning_rate = self.params.lr_policy.get(state)
         state.momentum = self._momentum(state)
         resolved = resolve_load_from(self.params.load_from)
+        resumed_from = None
         if resolved is not None:
             path, kind = resolved
             if kind == "snapshot":
                 load_snapshot(path, net, state)
                 self.params.lr_policy.resumed(state)
                 self.params.mom_policy.resumed(state)
+                resumed_from = path
             else:
                 load_flat_weights(net, path)
         self.forward(net, state)
-        self.lounge.setup(self, net, state)
+        self.lounge.setup(self, net, state, resumed_from)
         self.lounge.check_coffee_breaks(net, state)
         return state
 

@@ -1,6 +1,7 @@
 """Coffee lounge and breaks: scheduling (every_n_iter including iteration 0, every_n_epoch), custom
 breaks, TrainingSummary output and statistics, the statistics file (save, merge, overwrite, panic),
-ValidationPerformance with listeners, Snapshot files and LRPolicy.DecayOnValidation's roll-back."""
+ValidationPerformance with listeners, Snapshot files and LRPolicy.DecayOnValidation's roll-back (which
+ends the round of breaks, drops the abandoned statistics and records later ones at the restored iteration)."""
 
 from __future__ import annotations
 
@@ -327,7 +328,118 @@ def test_decay_on_validation_decays_and_rolls_back_to_the_latest_snapshot(tmp_pa
     while state.iteration < params.max_iter:
         solver.step(net, state)
     solver.finalize(net, state)
-    # the breaks after the validation at iteration 4 already see the rolled-back iteration 2
-    assert log.iterations() == [0, 1, 2, 3, 2, 3, 4, 5, 6]
+    # the roll-back ended the round at iteration 4: the later breaks ran when training got back to 4
+    assert log.iterations() == [0, 1, 2, 3, 3, 4, 5, 6]
+    assert solver.lounge.get_statistics("custom") == {i: i * 10.0 for i in range(7)}
     assert policy.n_decays == 1 and state.learning_rate == 0.05
     assert solver.lounge.get_statistics("acc") == {0: 0.5, 2: 0.6, 4: 0.65, 6: 0.7}
+
+
+class Probe(Coffee):
+    """Records (iteration, obj_val, learning_rate) of the training state each time it runs."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float, float]] = []
+
+    def enjoy(self, lounge, net, state):
+        self.seen.append((state.iteration, state.obj_val, state.learning_rate))
+
+
+def test_a_roll_back_ends_the_round_and_later_statistics_use_the_restored_iteration(tmp_path, capsys, caplog):
+    snapshots = tmp_path / "snaps"
+    x, y = tiny_data()
+    net = tiny_net(NumpyBackend("float64", seed=1), x, y)
+    policy = LRPolicy.DecayOnValidation(0.1, "acc", gamma=0.5)
+    params = SolverParameters(max_iter=6, lr_policy=policy, mom_policy=MomPolicy.Fixed(0.5),
+                              load_from=str(snapshots))
+    solver = Solver(SGD(), params)
+    # worse at 4 than at 2: decay and roll back to the latest snapshot, 0 (the one at 4 is not written yet);
+    # then 2 and 4 again (improving), and 6
+    validation = ScriptedValidation([0.5, 0.6, 0.55, 0.6, 0.65, 0.7])
+    policy.setup(validation, solver)
+    probe, every_epoch = Probe(), CallLog()
+    solver.add_coffee_break(probe, every_n_iter=1)
+    solver.add_coffee_break(validation, every_n_iter=2)
+    solver.add_coffee_break(Snapshot(snapshots), every_n_iter=4)
+    solver.add_coffee_break(TrainingSummary("iter", "obj_val", "learning_rate"), every_n_iter=1)
+    solver.add_coffee_break(every_epoch, every_n_epoch=1)  # epochs start at iterations 1, 3, 5 (8 samples, batch 4)
+    state = solver.init(net)
+    for _ in range(4):
+        solver.step(net, state)
+    # the validation at 4 rolled training back to 0; Snapshot and TrainingSummary were still due at 4
+    stats = solver.lounge.statistics
+    assert state.iteration == 0 and solver.lounge.iteration == 0
+    assert stats["obj_val"] == {0: state.obj_val}  # the abandoned 1..4 are gone, nothing recorded at 4 for 0
+    assert stats["learning_rate"] == {0: 0.1} and stats["acc"] == {0: 0.5}
+    assert os.listdir(snapshots) == ["snapshot-000000.h5"]
+    with h5py.File(snapshots / "snapshot-000000.h5", "r") as f:  # not re-written for the rolled-back state
+        assert f["solver"].attrs["learning_rate"] == 0.1
+    assert [r.getMessage() for r in caplog.records] == [
+        "coffee lounge: ScriptedValidation moved training from iteration 4 to 0; the breaks still due at "
+        "iteration 4 (Snapshot, TrainingSummary) run when training reaches it again"]
+    while state.iteration < params.max_iter:
+        solver.step(net, state)
+    solver.finalize(net, state)
+    # training ran 1..4 again (at the decayed rate); each break ran once per pass
+    assert [s[0] for s in probe.seen] == [0, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6]
+    lines = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert lines == [f"iter={i:06d}" for i in (0, 1, 2, 3, 1, 2, 3, 4, 5, 6)]
+    assert every_epoch.iterations() == [1, 3, 1, 3, 5]
+    final = {it: (obj, lr) for it, obj, lr in probe.seen}  # the latest pass through each iteration
+    assert stats["obj_val"] == {it: obj for it, (obj, _) in final.items()}
+    assert stats["learning_rate"] == {it: lr for it, (_, lr) in final.items()}
+    assert [stats["learning_rate"][i] for i in range(7)] == [0.1] + [0.05] * 6
+    # 0.6 at 2 is compared with 0.5 at 0, not with the abandoned 0.55 at 4: one decay only
+    assert stats["acc"] == {0: 0.5, 2: 0.6, 4: 0.65, 6: 0.7} and policy.n_decays == 1
+    assert sorted(os.listdir(snapshots)) == ["snapshot-000000.h5", "snapshot-000004.h5"]
+
+
+def test_listeners_after_a_roll_back_are_not_notified_and_cannot_record(tmp_path, caplog):
+    x, y = tiny_data()
+    xt, yt = tiny_data(n=6, seed=1)
+    backend = NumpyBackend("float64", seed=2)
+    net = tiny_net(backend, x, y)
+    solver = solver_for(4)
+    snapshot = str(tmp_path / "snapshot-000000.h5")
+    validation = ValidationPerformance(make_test_net(backend, xt, yt))
+    rolled_back, heard = [], []
+
+    def roll_back_once(lounge, n, state):
+        if state.iteration == 2 and not rolled_back:
+            rolled_back.append(state.iteration)
+            solver.restore_snapshot(n, state, snapshot)
+
+    validation.register(roll_back_once)
+    validation.register(lambda lounge, n, state: heard.append(state.iteration))
+    solver.add_coffee_break(validation, every_n_iter=2)
+    solver.add_coffee_break(Snapshot(tmp_path), every_n_iter=2)
+    solver.solve(net)
+    assert rolled_back == [2] and heard == [0, 2, 4]  # not told about the validation at 2 that rolled back
+    assert "the listeners after it (1) are not notified of the validation at iteration 2" in caplog.text
+
+    class RollBackThenRecord(Coffee):
+        def enjoy(self, lounge, n, state):
+            if state.iteration == 1:
+                solver.restore_snapshot(n, state, snapshot)
+                lounge.update_statistics("late", 1.0)
+
+    solver = solver_for(2)
+    solver.add_coffee_break(RollBackThenRecord(), every_n_iter=1)
+    with pytest.raises(RuntimeError, match=r"cannot record 'late' at iteration 1: training was moved to "
+                                           r"iteration 0 .*roll-back"):
+        solver.solve(tiny_net(NumpyBackend("float64"), x, y))
+
+
+def test_snapshots_need_distinct_test_net_names(tmp_path):
+    x, y = tiny_data()
+    xt, yt = tiny_data(n=6, seed=1)
+    backend = NumpyBackend("float64")
+    test_net = make_test_net(backend, xt, yt)
+    solver = solver_for(1)
+    solver.add_coffee_break(ValidationPerformance(test_net), every_n_iter=1)
+    solver.add_coffee_break(ValidationPerformance(test_net), every_n_epoch=1)  # one net twice is fine
+    solver.add_coffee_break(Snapshot(tmp_path), every_n_iter=100)
+    assert list(solver.lounge.validation_nets()) == ["test"]
+    solver.add_coffee_break(ValidationPerformance(make_test_net(backend, xt, yt)), every_n_iter=1)
+    with pytest.raises(ValueError, match="different test nets named 'test'"):
+        solver.solve(tiny_net(backend, x, y))

@@ -1,5 +1,6 @@
 """Snapshots and model files: layout (plain h5py), round trips, bitwise resume in a new Python process,
-crash safety of the atomic write, load_from semantics, corrupt/incompatible files, Mocha's flat format."""
+exact validation statistics after a resume (the test nets' data positions), crash safety of the atomic
+write, load_from semantics, corrupt/incompatible files, Mocha's flat format."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from test_solvers import ArraySourceLayer, ArraySourceState, tiny_data, tiny_layers, tiny_net
+from test_solvers import (
+    ArraySourceLayer,
+    ArraySourceState,
+    MeanSquareErrorStatLayer,
+    TinySquareLossLayer,
+    tiny_data,
+    tiny_layers,
+    tiny_net,
+)
 
 from mocha_triton.backends import NumpyBackend
 from mocha_triton.coffee import CoffeeLounge, Snapshot, TrainingSummary, ValidationPerformance
@@ -28,6 +37,7 @@ from mocha_triton.snapshots import (
     latest_snapshot,
     load_flat_weights,
     load_snapshot,
+    load_validation_positions,
     save_snapshot,
 )
 from mocha_triton.solvers import SGD, Nesterov, Solver, SolverParameters, SolverState
@@ -237,6 +247,68 @@ def test_resume_in_a_new_process_is_bitwise_identical(tmp_path, variant, method)
     assert sorted(stats_whole["obj_val"]) == list(range(9))
     if variant == "real":
         assert sorted(stats_whole["test-accuracy-accuracy"]) == [0, 2, 4, 6, 8]
+
+
+# --- the validation net's data position --------------------------------------------------------------
+
+
+def validation_run(workdir: str, max_iter: int, validation_first: bool = True) -> tuple[Solver, Net]:
+    """Train a tiny regression net (resuming from ``workdir/snapshots`` when it holds a snapshot) with a
+    validation every 2 iterations and a snapshot every 3. The test batch (4) does not divide the test set
+    (11): a validation reads batches until the pass ends, so the k-th validation starts at offset k % 4
+    (0, 1, 2, 3, 0, ...) and what it sees depends on the earlier ones. Returns the solver and the test net."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2))
+    xt, yt = rng.normal(size=(11, 3)), rng.normal(size=(11, 2))
+    backend = NumpyBackend("float64", seed=4)
+    ip1 = InnerProductLayer(name="ip1", output_dim=2, bottoms=("x",), tops=("pred",))
+    net = Net("train", backend, [
+        MemoryDataLayer(name="data", tops=("x", "y"), data=(x, y), batch_size=4, shuffle=True), ip1,
+        TinySquareLossLayer(name="loss", bottoms=("pred", "y"))])
+    test_net = Net("test", backend, [
+        MemoryDataLayer(name="test-data", tops=("x", "y"), data=(xt, yt), batch_size=4, shuffle=True), ip1,
+        MeanSquareErrorStatLayer(name="test", bottoms=("pred", "y"))], phase="test")
+    snapshots = os.path.join(workdir, "snapshots")
+    solver = Solver(SGD(), SolverParameters(max_iter=max_iter, lr_policy=LRPolicy.Fixed(0.05),
+                                            mom_policy=MomPolicy.Fixed(0.5), load_from=snapshots))
+    breaks = [(ValidationPerformance(test_net), 2), (Snapshot(snapshots), 3)]
+    for coffee, every in breaks if validation_first else reversed(breaks):
+        solver.add_coffee_break(coffee, every_n_iter=every)
+    solver.solve(net)
+    return solver, test_net
+
+
+@pytest.mark.skipif("real" not in VARIANTS, reason="needs MemoryDataLayer")
+@pytest.mark.parametrize("stop,validation_first", [(5, True), (7, True), (7, False)])
+def test_resume_reproduces_the_validation_statistics(tmp_path, stop, validation_first):
+    # stop=5 resumes from snapshot 3 (no validation at 3); stop=7 from snapshot 6, taken after (or
+    # before) the validation at 6, which runs again at the resume iteration
+    whole, _ = validation_run(str(tmp_path / "whole"), 12, validation_first)
+    validation_run(str(tmp_path / "split"), stop, validation_first)
+    resume_at = 3 * (stop // 3)
+    snapshot = os.path.join(tmp_path, "split", "snapshots", f"snapshot-{resume_at:06d}.h5")
+    offset = load_validation_positions(snapshot)["test"]["test-data"]["offset"]  # the premise: mid-epoch
+    assert offset == {3: 2, 6: 3}[resume_at]  # after the validations at 0, 2 (and 4)
+    resumed, test_net = validation_run(str(tmp_path / "split"), 12, validation_first)
+    recorded = resumed.lounge.get_statistics("test-mse")
+    expected = {i: v for i, v in whole.lounge.get_statistics("test-mse").items() if i >= resume_at}
+    assert sorted(expected) == list(range(2 * ((resume_at + 1) // 2), 13, 2))
+    assert recorded == expected  # exactly: the same samples in the same order
+    assert test_net.get_state("test-data").offset == 3  # after 7 validations
+
+
+@pytest.mark.skipif("real" not in VARIANTS, reason="needs MemoryDataLayer")
+def test_a_snapshot_without_validation_positions_still_resumes(tmp_path):
+    validation_run(str(tmp_path), 5)
+    path = tmp_path / "snapshots" / "snapshot-000003.h5"
+    with h5py.File(path, "a") as f:  # make it a version-1 snapshot
+        del f["validation_data"]
+        f.attrs["version"] = 1
+    assert load_validation_positions(path) == {}
+    with pytest.warns(UserWarning, match=r"no data position for test net 'test'.*continues from where it is"):
+        solver, test_net = validation_run(str(tmp_path), 12)
+    assert sorted(solver.lounge.get_statistics("test-mse")) == [4, 6, 8, 10, 12]
+    assert test_net.get_state("test-data").offset == 5 % 4  # 5 validations from a fresh test net
 
 
 # --- crash safety ----------------------------------------------------------------------------------------
