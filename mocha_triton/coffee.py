@@ -453,10 +453,15 @@ class ValidationPerformance(Coffee):
             lounge.update_statistics(key, value)
         shown = " ".join(f"{key}={value:.8f}" for key, value in stats.items())
         print(f"VALIDATION iter={iteration:06d} {shown}".rstrip(), flush=True)
+        self.notify_listeners(lounge, net, state)
+
+    def notify_listeners(self, lounge: CoffeeLounge, net: Any, state: Any) -> None:
+        """Call the listeners in order, stopping after one that rolls training back."""
+        iteration = int(state.iteration)
         for i, listener in enumerate(self.listeners):
             listener(lounge, net, state)
             if int(state.iteration) != iteration and i + 1 < len(self.listeners):
-                logger.warning("ValidationPerformance: a listener moved training from iteration %d to %d; the "
-                               "listeners after it (%d) are not notified of the validation at iteration %d",
+                logger.warning("%s: a listener moved training from iteration %d to %d; the listeners after it "
+                               "(%d) are not notified of the validation at iteration %d", type(self).__name__,
                                iteration, int(state.iteration), len(self.listeners) - i - 1, iteration)
                 break

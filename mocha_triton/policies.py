@@ -236,13 +236,16 @@ class LRPolicy:
             return new < old if self.higher_better else new > old
 
         def on_validation(self, lounge: Any, net: Any, state: Any) -> None:
-            """The listener: compare the two latest results; decay and roll back when it got worse."""
+            """The listener: compare this validation's result with the latest one before it (records
+            beyond the current iteration, e.g. merged from an interrupted run's statistics file, are
+            ignored); decay and roll back when it got worse."""
             stats = lounge.get_statistics(self.stat_key)
-            if not stats:
-                raise ValueError(f"LRPolicy.DecayOnValidation: no statistic {self.stat_key!r} was recorded; "
-                                 f"recorded keys: {sorted(lounge.statistics)}")
-            iterations = sorted(stats)
-            if len(iterations) < 2 or not self.is_worse(stats[iterations[-1]], stats[iterations[-2]]):
+            current = int(state.iteration)
+            if current not in stats:
+                raise ValueError(f"LRPolicy.DecayOnValidation: no statistic {self.stat_key!r} was recorded at "
+                                 f"iteration {current}; keys recorded: {sorted(lounge.statistics)}")
+            earlier = [i for i in stats if i < current]
+            if not earlier or not self.is_worse(stats[current], stats[max(earlier)]):
                 return
             new_lr = max(self.curr_lr * self.gamma, self.min_lr)
             if new_lr >= self.curr_lr:

@@ -245,12 +245,12 @@ def test_bad_policy_arguments_raise(make):
         make()
 
 
-def test_decay_on_validation_compares_the_latest_two_results():
+def test_decay_on_validation_compares_the_current_result_with_the_one_before():
     class Lounge:
         statistics = {"acc": {}}
 
         def get_statistics(self, key):
-            return self.statistics[key]
+            return self.statistics.get(key, {})
 
     lounge, state = Lounge(), At(0, learning_rate=0.0)
     policy = LRPolicy.DecayOnValidation(0.1, "acc", gamma=0.5, min_lr=0.03)
@@ -258,12 +258,24 @@ def test_decay_on_validation_compares_the_latest_two_results():
     for it, acc, expected in [(0, 0.5, 0.1), (10, 0.6, 0.1), (20, 0.6, 0.1), (30, 0.55, 0.05), (40, 0.5, 0.03),
                               (50, 0.4, 0.03)]:
         lounge.statistics["acc"][it] = acc
+        state.iteration = it
         policy.on_validation(lounge, None, state)
         assert policy.get(state) == pytest.approx(expected), it
     lower = LRPolicy.DecayOnValidation(1.0, "acc", higher_better=False)
     lounge.statistics["acc"] = {0: 1.0, 1: 2.0}
+    state.iteration = 1
     lower.on_validation(lounge, None, state)
     assert lower.get(state) == 0.5
+    # records beyond the current iteration (an interrupted run's, merged from its statistics file) are ignored
+    stale = LRPolicy.DecayOnValidation(1.0, "acc")
+    lounge.statistics["acc"] = {0: 0.5, 2: 0.6, 4: 0.9}
+    state.iteration = 2
+    stale.on_validation(lounge, None, state)
+    assert stale.get(state) == 1.0
+    with pytest.raises(ValueError, match="no statistic 'acc' was recorded at iteration 3"):
+        stale.on_validation(lounge, None, At(3))
+    with pytest.raises(ValueError, match="no statistic 'loss' was recorded at iteration 2"):
+        LRPolicy.DecayOnValidation(1.0, "loss").on_validation(lounge, None, state)
     resumed = LRPolicy.DecayOnValidation(1.0, "acc")
     resumed.resumed(At(5, learning_rate=0.25))  # adopts the rate saved in a snapshot
     assert resumed.get(At(5)) == 0.25

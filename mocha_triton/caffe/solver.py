@@ -138,8 +138,7 @@ class CaffeTestPerformance(ValidationPerformance):
             lounge.update_statistics(key, value)
         shown = " ".join(f"{key}={value:.8f}" for key, value in stats.items())
         print(f"TEST iter={int(state.iteration):06d} {shown}".rstrip(), flush=True)
-        for listener in self.listeners:
-            listener(lounge, net, state)
+        self.notify_listeners(lounge, net, state)
 
 
 def _error(source: str, problem: str) -> CaffeConversionError:
