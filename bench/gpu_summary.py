@@ -1,4 +1,5 @@
-"""Summarise a bench/gpu_check.sh run: tests passed/failed per test file, failures, benchmark geomeans.
+"""Summarise a bench/gpu_check.sh run: tests passed/failed per test file, failures, benchmark geomeans,
+the training benchmark's table.
 
     python bench/gpu_summary.py OUT_DIR      # writes OUT_DIR/summary.md and prints it
 """
@@ -65,6 +66,10 @@ def main() -> None:
     lines = ["# GPU check summary", "", "```", env, "```", "", "## Tests (CUDA, every autotune config)", ""]
     lines += test_table(os.path.join(out, "junit.xml"))
     lines += ["", "## Benchmarks (bench/kernels.py)", ""] + bench_table(os.path.join(out, "kernels.jsonl"))
+    train = os.path.join(out, "train.md")
+    lines += ["", "## LeNet training (bench/train.py)", ""] + (
+        [ln for ln in open(train).read().splitlines() if ln.startswith("|")] if os.path.exists(train)
+        else ["no training results (see train.log)"])
     text = "\n".join(lines) + "\n"
     with open(os.path.join(out, "summary.md"), "w") as fh:
         fh.write(text)
