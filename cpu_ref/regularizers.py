@@ -2,8 +2,8 @@
 
 Mirrors :mod:`mocha_triton.kernels.regularizers`. The coefficient is the effective lambda (Mocha
 multiplies the regularizer's coefficient by the solver's ``regu_coef`` before calling these).
-Note the L2 convention: ``dw += coef * w`` (Caffe/PyTorch weight decay); Mocha's ``L2Regu(c)`` adds
-``2 * c * regu_coef * w``, so the caller passes ``coef = 2 * c * regu_coef``.
+Note the L2 convention: ``dw += coef * w`` (Caffe/PyTorch weight decay, the gradient of
+``coef/2 * ||w||^2``); ``L2Regu(c)`` passes ``coef = c * regu_coef`` (Mocha's own L2Regu added twice that).
 """
 
 from __future__ import annotations

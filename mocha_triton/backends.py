@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -146,14 +147,16 @@ class TritonBackend(Backend):
 
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        if device == "cpu" and "mocha_triton.kernels" not in sys.modules:
             os.environ["TRITON_INTERPRET"] = "1"  # before any kernel module is imported
         import mocha_triton.kernels as kernels
+        from mocha_triton.kernels import _runtime
 
         self.torch = torch
         self.device = torch.device(device)
-        # Triton decides at decoration time whether kernels are compiled or interpreted: one mode per process.
-        interpreting = os.environ.get("TRITON_INTERPRET") == "1"
+        # Triton decides at decoration time whether kernels are compiled or interpreted: one mode per
+        # process, the one the kernel modules were imported in (not what the environment says now).
+        interpreting = _runtime.INTERPRET
         if interpreting != (self.device.type == "cpu"):
             mode = "Triton's interpreter (CPU tensors)" if interpreting else "compiled for the GPU"
             raise ValueError(f"TritonBackend: device {device!r} does not match this process's kernels, which "

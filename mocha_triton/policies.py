@@ -192,8 +192,9 @@ class LRPolicy:
 
         Wire it with ``policy.setup(validation, solver)`` where ``validation`` is the
         :class:`~mocha_triton.coffee.ValidationPerformance` break whose statistic ``stat_key`` (e.g.
-        ``"test-accuracy-accuracy"``) is watched. After each validation, the latest two recorded values
-        are compared; when the newer one is worse (lower if ``higher_better``, else higher):
+        ``"test-accuracy-accuracy"``) is watched. After each validation, its value is compared with the
+        latest one recorded at an earlier iteration; when it is worse (lower if ``higher_better``, else
+        higher):
 
         * the learning rate becomes ``max(lr * gamma, min_lr)`` (once at ``min_lr`` it stops decaying);
         * if the solver's ``load_from`` names a snapshot directory (or file), training is rolled back

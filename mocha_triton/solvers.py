@@ -27,7 +27,9 @@ program can drive training itself. What they do, in order (Mocha's semantics):
      snapshot says) and the breaks due at the current iteration run (iteration 0 on a fresh start).
 
 ``step(net, state)``
-  1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter is updated with
+  1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter (of a layer not
+  frozen now; freezing between steps pauses a layer, unfreezing one that was frozen at ``init`` is an
+  error) is updated with
   ``lr = lr_policy(iteration) * param.learning_rate`` by the method: SGD ``v = mu_prev * v - lr * g;
   w += v``, where ``mu_prev`` is the previous iteration's momentum (Mocha), Nesterov with ``mu_prev``
   and this iteration's momentum, the adaptive methods as their classes say (they use no momentum
@@ -343,11 +345,12 @@ class Solver:
         learning_rate = self.params.lr_policy.get(state)
         momentum = self._momentum(state)
         ops = net.backend.ops
-        for key, param in state.parameters:
+        trainable = self._trainable(net, state)
+        for key, param in trainable:
             self.method.update(ops, param, state.blobs_of(key), learning_rate * param.learning_rate,
                                state.momentum, momentum, state.iteration)
         state.learning_rate, state.momentum = learning_rate, momentum
-        for _, param in state.parameters:
+        for _, param in trainable:
             every = getattr(param.constraint, "every_n_iter", 1)
             if every and state.iteration % every == 0:
                 param.constraint.constrain(param)
@@ -367,6 +370,18 @@ class Solver:
         return state
 
     # --- helpers ------------------------------------------------------------------------------------
+    @staticmethod
+    def _trainable(net: Any, state: SolverState) -> list[tuple[str, Any]]:
+        """The state's parameters whose layers are not frozen now. A layer frozen after ``init`` is left
+        alone (its solver state is kept); one unfrozen after ``init`` has no solver state: an error."""
+        frozen = {s.layer.name for s in net.states if s.frozen}
+        known = {key.rsplit("/", 1)[0] for key, _ in state.parameters}
+        thawed = [s.layer.name for s in net.states if s.parameters and not s.frozen and s.layer.name not in known]
+        if thawed:
+            raise ValueError(f"Solver: layer(s) {thawed} of net {net.name!r} were frozen when training started and "
+                             "have no solver state; unfreeze before Solver.init (or start a new solver)")
+        return [(key, param) for key, param in state.parameters if key.rsplit("/", 1)[0] not in frozen]
+
     def _momentum(self, state: SolverState) -> float:
         """The momentum policy's value now; a method without momentum refuses a non-zero one."""
         momentum = self.params.mom_policy.get(state)

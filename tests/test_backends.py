@@ -1,5 +1,7 @@
 """Backends and blobs: selection, storage round trips, ops dispatch, precision setting."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -59,6 +61,19 @@ def test_triton_backend_device_must_match_the_kernel_mode():
     other = "cuda" if not torch.cuda.is_available() else "cpu"
     with pytest.raises(ValueError, match="does not match this process's kernels"):
         TritonBackend(device=other)
+
+
+def test_the_kernel_mode_is_the_one_the_kernels_were_imported_in(monkeypatch):
+    """What counts is how the kernel modules were decorated, not what TRITON_INTERPRET says later: on a GPU
+    machine, a CPU backend after a CUDA one must be refused (and must not flip the environment)."""
+    from mocha_triton.kernels import _runtime
+
+    here = "cpu" if _runtime.INTERPRET else "cuda"
+    monkeypatch.setattr(_runtime, "INTERPRET", not _runtime.INTERPRET)  # as if imported in the other mode
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(ValueError, match=f"device '{here}' does not match this process's kernels"):
+        TritonBackend(device=here)
+    assert os.environ["TRITON_INTERPRET"] == "0"
 
 
 def test_numpy_backend_rejects_other_dtypes():

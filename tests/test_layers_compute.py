@@ -22,6 +22,7 @@ from mocha_triton.blob import Blob
 from mocha_triton.layers.base import LayerError
 from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.dropout import DropoutLayer
+from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
 from mocha_triton.layers.utility import ReshapeLayer, SplitLayer
@@ -530,3 +531,10 @@ def test_bad_inputs_name_the_layer(layer, shapes, message):
 
 def test_neuron_helpers_cover_identity():
     assert Identity().is_identity and conv_layer(1).neuron.is_identity
+
+
+def test_layer_names_and_output_dims_are_checked():
+    with pytest.raises(LayerError, match="InnerProductLayer: name must be a non-empty string, got ''"):
+        InnerProductLayer(name="", output_dim=3, bottoms=["x"], tops=["y"])
+    with pytest.raises(LayerError, match="InnerProductLayer 'ip9': output_dim must be a positive int, got True"):
+        InnerProductLayer(name="ip9", output_dim=True, bottoms=["x"], tops=["y"])

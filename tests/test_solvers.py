@@ -455,6 +455,34 @@ def test_frozen_layers_are_not_updated():
         np.testing.assert_array_equal(p.blob.to_numpy(), b)
 
 
+def test_freezing_between_steps_pauses_a_layer_and_unfreezing_a_new_one_is_refused():
+    x, y = tiny_data()
+    layers = tiny_layers(x, y)
+    layers.insert(1, InnerProductLayer(name="ip0", output_dim=3, bottoms=("x",), tops=("h",)))
+    layers[2] = InnerProductLayer(name="ip1", output_dim=2, bottoms=("h",), tops=("pred",))
+    net = Net("freeze-later", NumpyBackend("float64", seed=8), layers)
+    solver = Solver(SGD(), SolverParameters(max_iter=10, lr_policy=LRPolicy.Fixed(0.1)))
+    state = solver.init(net)
+    solver.step(net, state)
+    net.freeze("ip1")
+    paused = [p.blob.to_numpy() for p in net.params["ip1"]]
+    moving = [p.blob.to_numpy() for p in net.params["ip0"]]
+    solver.step(net, state)
+    for p, b in zip(net.params["ip1"], paused):
+        np.testing.assert_array_equal(p.blob.to_numpy(), b)
+    assert not np.array_equal(net.params["ip0"][0].blob.to_numpy(), moving[0])
+    net.unfreeze("ip1")  # it has solver state: training it again is fine
+    solver.step(net, state)
+    assert not np.array_equal(net.params["ip1"][0].blob.to_numpy(), paused[0])
+
+    net.freeze("ip0")
+    state = solver.init(net)  # ip0 has no solver state in this one
+    net.unfreeze("ip0")
+    with pytest.raises(ValueError, match=r"layer\(s\) \['ip0'\] of net 'freeze-later' were frozen when training "
+                                         r"started and have no solver state"):
+        solver.step(net, state)
+
+
 def test_step_api_matches_solve_and_state_fields():
     x, y = tiny_data()
     finals = []

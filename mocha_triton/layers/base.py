@@ -54,7 +54,7 @@ class Layer:
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
         if not isinstance(self.name, str) or not self.name:
-            raise ValueError(f"{type(self).__name__}: name must be a non-empty string, got {self.name!r}")
+            raise LayerError(f"{type(self).__name__}: name must be a non-empty string, got {self.name!r}")
         self.validate()
 
     def validate(self) -> None:

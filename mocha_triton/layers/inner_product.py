@@ -43,7 +43,7 @@ class InnerProductLayer(Layer):
     can_backprop = True
 
     def validate(self) -> None:
-        if not isinstance(self.output_dim, int) or self.output_dim < 1:
+        if not isinstance(self.output_dim, int) or isinstance(self.output_dim, bool) or self.output_dim < 1:
             raise self.fail(f"output_dim must be a positive int, got {self.output_dim!r}")
         check_neuron(self, self.neuron)
         if not self.bottoms or len(self.bottoms) != len(self.tops):
