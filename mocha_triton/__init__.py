@@ -22,6 +22,12 @@ from mocha_triton.layers.data import AsyncHDF5DataLayer, HDF5DataLayer, MemoryDa
 from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
+from mocha_triton.layers.pointwise_loss import (
+    BinaryAccuracyLayer,
+    BinaryCrossEntropyLossLayer,
+    HingeLossLayer,
+    SquareLossLayer,
+)
 from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
 from mocha_triton.layers.utility import ReshapeLayer, SplitLayer
@@ -66,14 +72,15 @@ DataTransformers = transformers  # Mocha's module name: mt.DataTransformers.Scal
 __version__ = "0.1.0"
 
 __all__ = [
-    "FAMILIES", "NEURONS", "OPS", "SGD", "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer",
-    "Backend", "Blob", "Coffee", "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer", "DataTransformers",
-    "DropoutLayer", "GaussianInitializer", "HDF5DataLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu",
-    "LRPolicy", "Layer", "LayerError", "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer",
-    "Nesterov", "Net", "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OpSpec", "OrthogonalInitializer",
-    "Parameter", "Pooling", "PoolingLayer", "RMSProp", "ReshapeLayer", "Snapshot", "SnapshotError", "SoftmaxLayer",
-    "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer", "TopologyError",
-    "TrainingSummary", "TritonBackend", "ValidationPerformance", "XavierInitializer", "__version__",
-    "default_backend", "export_flat_weights", "caffe", "datasets", "latest_snapshot", "load_flat_weights",
-    "load_snapshot", "neurons", "save_snapshot", "transformers",
+    "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer", "Backend", "BinaryAccuracyLayer",
+    "BinaryCrossEntropyLossLayer", "Blob", "Coffee", "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer",
+    "DataTransformers", "DropoutLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer", "HingeLossLayer",
+    "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRPolicy", "Layer", "LayerError", "LayerState",
+    "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net", "NoCons",
+    "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter", "Pooling",
+    "PoolingLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError", "SoftmaxLayer",
+    "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
+    "SquareLossLayer", "TopologyError", "TrainingSummary", "TritonBackend", "ValidationPerformance",
+    "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe", "datasets",
+    "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
 ]

@@ -212,6 +212,40 @@ _SPECS: list[OpSpec] = [
         _p("top_k", "a position counts when fewer than top_k classes score strictly higher "
            "than its label", 1),
     ), "Accuracy count (divide by N * prod(S) for the accuracy)."),
+    # --- pointwise losses: a prediction against a target of the same shape (N, ...) -------------
+    OpSpec("pointwise_loss", "square_loss_forward", (
+        _i("pred", "(N, ...) predictions"), _i("target", "same shape"),
+        _o("loss", "(1,) sum((pred - target)**2) / (2 * N)"),
+    ), "Squared error averaged over the N samples (Mocha's SquareLossLayer, Caffe's EuclideanLoss)."),
+    OpSpec("pointwise_loss", "square_loss_backward", (
+        _i("pred", "(N, ...) predictions"), _i("target", "same shape"),
+        _o("dpred", "scale * (pred - target) / N"), _p("scale", "loss weight multiplying the gradient", 1.0),
+    ), "Gradient of square_loss_forward w.r.t. pred (swap pred and target for the target's)."),
+    OpSpec("pointwise_loss", "binary_cross_entropy_forward", (
+        _i("prob", "(N, ...) probabilities in (0, 1)"), _i("label", "same shape, targets in [0, 1]"),
+        _o("loss", "(1,) -sum(label * log(prob) + (1 - label) * log(1 - prob)) / N"),
+    ), "Binary cross-entropy on probabilities, without clamping (Mocha's BinaryCrossEntropyLossLayer)."),
+    OpSpec("pointwise_loss", "binary_cross_entropy_backward", (
+        _i("prob", "(N, ...) probabilities"), _i("label", "same shape"),
+        _o("dprob", "-scale * (label / prob - (1 - label) / (1 - prob)) / N, or None"),
+        _o("dlabel", "-scale * log(prob / (1 - prob)) / N, or None"),
+        _p("scale", "loss weight multiplying the gradients", 1.0),
+    ), "Gradients of binary_cross_entropy_forward (None for one not wanted)."),
+    OpSpec("pointwise_loss", "hinge_loss_forward", (
+        _i("pred", "(N, ...) scores"), _i("label", "same shape, -1 or +1"),
+        _o("loss", "(1,) sum(max(0, 1 - label * pred)) / N"),
+    ), "Hinge loss averaged over the N samples (Mocha's HingeLossLayer)."),
+    OpSpec("pointwise_loss", "hinge_loss_backward", (
+        _i("pred", "(N, ...) scores"), _i("label", "same shape"),
+        _o("dpred", "-scale * label / N where label * pred < 1, else 0; or None"),
+        _o("dlabel", "-scale * pred / N where label * pred < 1, else 0; or None"),
+        _p("scale", "loss weight multiplying the gradients", 1.0),
+    ), "(Sub)gradients of hinge_loss_forward (0 at the kink; None for one not wanted)."),
+    OpSpec("pointwise_loss", "binary_accuracy_forward", (
+        _i("pred", "(N, ...) scores"), _i("label", "same shape"),
+        _o("correct", "(1,) int64: elements where (pred > threshold) == (label > threshold)"),
+        _p("threshold", "0 for -1/+1 labels, 0.5 for 0/1 labels", 0.0),
+    ), "Binary accuracy count (divide by the number of elements for the accuracy)."),
     # --- elementwise and reductions ------------------------------------------------------------
     OpSpec("elementwise", "fill", (_o("y", "any shape"), _p("value", "scalar")), "y[...] = value"),
     OpSpec("elementwise", "copy", (_i("x", "any shape"), _o("y", "same shape")), "y[...] = x"),

@@ -489,7 +489,8 @@ def test_sink_tops_cannot_be_read_and_loss_weight_only_on_losses():
         load_net(read_loss, backend=numpy64())
     weighted = base + 'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" loss_weight: 1 ' \
                       'inner_product_param { num_output: 2 } }'
-    with pytest.raises(CaffeConversionError, match="only SoftmaxWithLoss and MultinomialLogisticLoss"):
+    with pytest.raises(CaffeConversionError, match="only SoftmaxWithLoss, MultinomialLogisticLoss, EuclideanLoss "
+                                                   "layers can be losses"):
         load_net(weighted, backend=numpy64())
     ignore = base + 'layer { name: "loss" type: "SoftmaxWithLoss" bottom: "data" bottom: "label" ' \
                     'loss_param { ignore_label: 1 } }'

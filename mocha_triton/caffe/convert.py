@@ -30,6 +30,8 @@ ReLU, Sigmoid, TanH    fused into the ``neuron`` of the Convolution/InnerProduct
 Softmax                :class:`~mocha_triton.SoftmaxLayer`
 SoftmaxWithLoss        :class:`~mocha_triton.SoftmaxLossLayer` (``weight`` = ``loss_weight``)
 MultinomialLogisticLoss :class:`~mocha_triton.MultinomialLogisticLossLayer`
+EuclideanLoss          :class:`~mocha_triton.SquareLossLayer` (``weight`` = ``loss_weight``; both bottoms
+                       get gradients when they need them)
 Accuracy               :class:`~mocha_triton.AccuracyLayer` (``top_k``)
 Dropout                :class:`~mocha_triton.DropoutLayer` in place (train phase; left out in test)
 Split                  :class:`~mocha_triton.SplitLayer`
@@ -92,6 +94,7 @@ from mocha_triton.layers.data import HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
+from mocha_triton.layers.pointwise_loss import SquareLossLayer
 from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
 from mocha_triton.layers.utility import ReshapeLayer, SplitLayer
@@ -115,7 +118,7 @@ __all__ = [
 
 #: Caffe layer types that :func:`load_net` converts.
 SUPPORTED_TYPES = (
-    "Accuracy", "Convolution", "Dropout", "Flatten", "HDF5Data", "InnerProduct", "Input", "MemoryData",
+    "Accuracy", "Convolution", "Dropout", "EuclideanLoss", "Flatten", "HDF5Data", "InnerProduct", "Input", "MemoryData",
     "MultinomialLogisticLoss", "Pooling", "ReLU", "Reshape", "Sigmoid", "Softmax", "SoftmaxWithLoss", "Split",
     "TanH",
 )
@@ -124,7 +127,7 @@ REPLACEABLE_DATA_TYPES = ("Data", "ImageData", "WindowData", "DummyData")
 DATA_TYPES = ("Input", "HDF5Data", "MemoryData", *REPLACEABLE_DATA_TYPES)
 ACTIVATIONS = ("ReLU", "Sigmoid", "TanH")
 FUSING_PRODUCERS = ("Convolution", "InnerProduct", "Pooling")
-LOSS_TYPES = ("SoftmaxWithLoss", "MultinomialLogisticLoss")
+LOSS_TYPES = ("SoftmaxWithLoss", "MultinomialLogisticLoss", "EuclideanLoss")
 SINK_TYPES = (*LOSS_TYPES, "Accuracy")
 PHASES = {"train": proto.TRAIN, "test": proto.TEST}
 
@@ -541,8 +544,8 @@ class _Converter:
     def convert(self, node: _Node) -> Layer:
         lp = node.lp
         if lp.loss_weight and lp.type not in LOSS_TYPES and any(w != 0 for w in lp.loss_weight):
-            raise self.fail(lp, "has a loss_weight, but only SoftmaxWithLoss and MultinomialLogisticLoss layers "
-                                "can be losses in mocha-triton")
+            raise self.fail(lp, f"has a loss_weight, but only {', '.join(LOSS_TYPES)} layers can be losses in "
+                                "mocha-triton")
         method = getattr(self, "_" + lp.type.lower(), None) or self._replaced_data
         try:
             return method(node)
@@ -832,6 +835,14 @@ class _Converter:
 
     def _multinomiallogisticloss(self, node: _Node) -> Layer:
         return MultinomialLogisticLossLayer(**self._loss_kwargs(node))
+
+    def _euclideanloss(self, node: _Node) -> Layer:
+        lp = node.lp
+        if len(lp.bottom) != 2 or len(lp.top) > 1:
+            raise self.fail(lp, f"needs two bottoms and at most one top, got bottoms {list(lp.bottom)}, "
+                                f"tops {list(lp.top)}")
+        weight = caffe_float(lp.loss_weight[0]) if lp.loss_weight else 1.0
+        return SquareLossLayer(name=lp.name, bottoms=node.bottoms, weight=weight)
 
     def _accuracy(self, node: _Node) -> Layer:
         lp, p = node.lp, node.lp.accuracy_param

@@ -67,7 +67,7 @@ def check_two_bottoms(layer: Layer) -> None:
         raise layer.fail(f"has no tops (it is a sink), got {layer.tops}")
 
 
-def _check_weight(layer: Layer, weight: Any) -> None:
+def check_weight(layer: Layer, weight: Any) -> None:
     if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not math.isfinite(weight):
         raise layer.fail(f"weight must be a finite number, got {weight!r}")
 
@@ -102,7 +102,7 @@ class _ClassificationLoss(Layer):
 
     def validate(self) -> None:
         check_two_bottoms(self)
-        _check_weight(self, self.weight)
+        check_weight(self, self.weight)
         object.__setattr__(self, "weights", _normalized_class_weights(self, self.weights))
         if self.normalize not in NORMALIZE_MODES:
             raise self.fail(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
@@ -237,4 +237,4 @@ class MultinomialLogisticLossState(_LossState):
 
 
 __all__ = ["MultinomialLogisticLossLayer", "MultinomialLogisticLossState", "SoftmaxLossLayer", "SoftmaxLossState",
-           "label_shape_for", "label_view", "run_layer_op"]
+           "check_two_bottoms", "check_weight", "label_shape_for", "label_view", "run_layer_op"]
