@@ -20,7 +20,7 @@ from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyErro
 from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.data import AsyncHDF5DataLayer, HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
-from mocha_triton.layers.inner_product import InnerProductLayer
+from mocha_triton.layers.inner_product import InnerProductLayer, TiedInnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
 from mocha_triton.layers.pointwise_loss import (
     BinaryAccuracyLayer,
@@ -80,7 +80,7 @@ __all__ = [
     "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter", "Pooling",
     "PoolingLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError", "SoftmaxLayer",
     "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
-    "SquareLossLayer", "TopologyError", "TrainingSummary", "TritonBackend", "ValidationPerformance",
-    "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe", "datasets",
-    "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
+    "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary", "TritonBackend",
+    "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe",
+    "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
 ]

@@ -453,7 +453,9 @@ def load_flat_weights(net: Any, path: str | os.PathLike, strict: bool = True) ->
     """Load ``<layer>___<param>`` datasets into ``net``'s parameters (fine-tuning, Caffe import).
 
     The file may hold more layers than the net. A missing ``bias`` only warns (the layer keeps its
-    initial bias); any other missing parameter raises unless ``strict=False`` (then it warns). Shapes
+    initial bias); a parameter sharing the blob of one loaded before (a tied weight, a ``param_key``
+    sharer) needs no dataset of its own; any other missing parameter raises unless ``strict=False``
+    (then it warns). Shapes
     must agree up to singleton dimensions; another dtype is converted with a warning. Nothing is
     modified when the file is rejected.
     """
@@ -463,6 +465,8 @@ def load_flat_weights(net: Any, path: str | os.PathLike, strict: bool = True) ->
         for state in _parameter_layers(net):
             for param in state.parameters:
                 name = f"{state.layer.name}{FLAT_SEPARATOR}{param.name}"
+                if name not in f and any(blob is param.blob for blob, _ in copies):
+                    continue  # a shared blob (e.g. a tied weight) already loaded through its owner's dataset
                 if name not in f:
                     message = f"model file {path!r} has no dataset {name!r} (layer {state.layer.name!r})"
                     if strict and param.name != "bias":

@@ -1,4 +1,5 @@
-"""InnerProductLayer: a fully connected layer, y = neuron(x W^T + b), on every bottom.
+"""InnerProductLayer: a fully connected layer, y = neuron(x W^T + b), on every bottom; and
+TiedInnerProductLayer, the transposed map of an encoder's weights (y = neuron(h W + b)).
 
 Every non-batch dimension of a bottom is flattened (Mocha/Caffe), so a (N, C, H, W) blob feeds an
 inner product with K = C*H*W inputs. Weights are (output_dim, K) ("weight") and the bias (output_dim,)
@@ -22,6 +23,7 @@ from mocha_triton.parameter import (
     ParameterSpec,
     XavierInitializer,
     make_or_share_parameters,
+    share_parameter,
 )
 
 
@@ -103,3 +105,98 @@ class InnerProductState(LayerState):
                 first = False
             if dx is not None:
                 self.ops.inner_product_backward_data(dy.data, weight.blob.data, dx.reshape(dx.shape[0], -1).data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TiedInnerProductLayer(Layer):
+    """The transposed map of an encoder's inner product: ``y = neuron(h W + b)`` (Mocha's
+    TiedInnerProductLayer, for autoencoders with tied weights).
+
+    ``tied_param_key`` is the ``param_key`` (or the name) of an :class:`InnerProductLayer` set up earlier
+    on the same backend, in this net or a previous one; its weight ``W`` is ``(O, K)``, so the bottom has O
+    features and the top is ``(N, K)``. The layer has its own bias ``(K,)`` ("bias") and uses the encoder's
+    weight blob as its "weight" parameter with its own gradient ``h^T dy``: unlike Mocha, where the tied
+    weight got no gradient from the decoder, the decoder's reconstruction error trains ``W`` too (with
+    ``weight_lr`` as its local learning rate; ``weight_lr=0`` gives Mocha's behaviour). The decoder adds no
+    regularization of ``W`` (the encoder's regularizer covers it).
+    """
+
+    tied_param_key: str
+    param_key: str = ""
+    bias_init: Any = field(default_factory=ConstantInitializer)
+    bias_regu: Any = field(default_factory=NoRegu)
+    bias_cons: Any = field(default_factory=NoCons)
+    bias_lr: float = 2.0
+    weight_lr: float = 1.0
+    neuron: Neuron = field(default_factory=Neuron)
+
+    has_params = True
+    can_backprop = True
+
+    def validate(self) -> None:
+        if not isinstance(self.tied_param_key, str) or not self.tied_param_key:
+            raise self.fail(f"tied_param_key must name an InnerProductLayer's param_key, got {self.tied_param_key!r}")
+        check_neuron(self, self.neuron)
+        if len(self.bottoms) != 1 or len(self.tops) != 1:
+            raise self.fail(f"needs one bottom and one top, got bottoms {self.bottoms} and tops {self.tops}")
+        for name in ("weight_lr", "bias_lr"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise self.fail(f"{name} must be a finite number >= 0, got {value!r}")
+
+    def setup(self, backend: Any, inputs: list[Blob], diffs: list[Blob | None], phase: str = "train",
+              shared_params: list[Any] | None = None) -> TiedInnerProductState:
+        encoder = backend.registry.get(self.tied_param_key)
+        if not encoder or len(encoder[0].shape) != 2:
+            raise self.fail(f"tied_param_key {self.tied_param_key!r} names no inner product on this backend: set up "
+                            f"the encoder (an InnerProductLayer with that param_key or name) first, in this net or "
+                            f"an earlier one")
+        weight = encoder[0]
+        o, k = weight.shape
+        (h,) = inputs
+        if math.prod(h.shape[1:]) != o:
+            raise self.fail(f"the bottom {self.bottoms[0]!r} has {math.prod(h.shape[1:])} features (shape {h.shape}), "
+                            f"but the tied weight of {self.tied_param_key!r} is {weight.shape}: expected {o}")
+        if shared_params is not None:  # this layer's own key was set up before (e.g. a test net)
+            if [p.shape for p in shared_params] != [(o, k), (k,)]:
+                raise self.fail(f"shared parameters (param_key {self.param_key_or_name!r}) have shapes "
+                                f"{[p.shape for p in shared_params]}, expected {[(o, k), (k,)]}")
+            tied, bias_source = shared_params
+        else:
+            tied, bias_source = weight, None
+        params = [share_parameter(backend, tied, NoRegu(), NoCons(), self.weight_lr)]
+        bias_spec = [ParameterSpec("bias", (k,), self.bias_init, self.bias_regu, self.bias_cons, self.bias_lr)]
+        params += make_or_share_parameters(self, backend, bias_spec, None if bias_source is None else [bias_source])
+        blob = Blob.empty(backend, (h.shape[0], k), self.tops[0])
+        return TiedInnerProductState(self, backend, [blob], params)
+
+
+class TiedInnerProductState(LayerState):
+    """The top ``(N, K)`` and the parameters [tied weight (shared blob, own gradient), bias]."""
+
+    layer: TiedInnerProductLayer
+
+    def forward(self, inputs: list[Blob]) -> None:
+        weight, bias = self.parameters
+        (h,), (y,) = inputs, self.blobs
+        neuron = self.layer.neuron
+        # y = h @ W is the data gradient of the encoder's map, the same op run forward
+        self.ops.inner_product_backward_data(h.reshape(h.shape[0], -1).data, weight.blob.data, y.data)
+        self.ops.bias_add(y.data, bias.blob.data)
+        if not neuron.is_identity:
+            self.ops.neuron_forward(y.data, y.data, neuron.op_name, neuron.negative_slope)
+
+    def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
+        weight, bias = self.parameters
+        (h,), (y,), (dy,), (dh,) = inputs, self.blobs, self.blobs_diff, diffs
+        if dy is None:
+            return
+        neuron = self.layer.neuron
+        if not neuron.is_identity:
+            self.ops.neuron_backward(y.data, dy.data, dy.data, neuron.op_name, neuron.negative_slope)
+        h2 = h.reshape(h.shape[0], -1)
+        if not self.frozen:
+            self.ops.inner_product_backward_weight(dy.data, h2.data, weight.gradient.data)  # h^T dy: (O, K)
+            self.ops.inner_product_backward_bias(dy.data, bias.gradient.data)
+        if dh is not None:  # dh = dy @ W^T: the encoder's forward map, without bias
+            self.ops.inner_product_forward(dy.data, weight.blob.data, None, dh.reshape(dh.shape[0], -1).data)
