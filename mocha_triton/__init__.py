@@ -32,6 +32,7 @@ from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
 from mocha_triton.layers.utility import ReshapeLayer, SplitLayer
 from mocha_triton.net import Net
+from mocha_triton.parallel import DataParallel
 from mocha_triton.parameter import (
     ConstantInitializer,
     GaussianInitializer,
@@ -74,11 +75,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer", "Backend", "BinaryAccuracyLayer",
     "BinaryCrossEntropyLossLayer", "Blob", "Coffee", "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer",
-    "DataTransformers", "DropoutLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer", "HingeLossLayer",
-    "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRPolicy", "Layer", "LayerError", "LayerState",
-    "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net", "NoCons",
-    "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter", "Pooling",
-    "PoolingLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError", "SoftmaxLayer",
+    "DataParallel", "DataTransformers", "DropoutLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer",
+    "HingeLossLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRPolicy", "Layer", "LayerError",
+    "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net",
+    "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter",
+    "Pooling", "PoolingLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError", "SoftmaxLayer",
     "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
     "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary", "TritonBackend",
     "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe",

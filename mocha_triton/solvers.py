@@ -27,7 +27,8 @@ program can drive training itself. What they do, in order (Mocha's semantics):
      snapshot says) and the breaks due at the current iteration run (iteration 0 on a fresh start).
 
 ``step(net, state)``
-  1. ``iteration += 1``; 2. ``net.backward(regu_coef)``; 3. every trainable parameter (of a layer not
+  1. ``iteration += 1``; 2. ``net.backward(regu_coef)`` (with a ``data_parallel``, the gradients are
+  then averaged over the processes); 3. every trainable parameter (of a layer not
   frozen now; freezing between steps pauses a layer, unfreezing one that was frozen at ``init`` is an
   error) is updated with
   ``lr = lr_policy(iteration) * param.learning_rate`` by the method: SGD ``v = mu_prev * v - lr * g;
@@ -295,13 +296,19 @@ class Adadelta(SolverMethod):
 class Solver:
     """Trains a net: ``Solver(SGD(), SolverParameters(...)).solve(net)``."""
 
-    def __init__(self, method: SolverMethod, params: SolverParameters) -> None:
+    def __init__(self, method: SolverMethod, params: SolverParameters, data_parallel: Any = None) -> None:
+        """``data_parallel``: a :class:`~mocha_triton.parallel.DataParallel` to train on several processes
+        (parameters broadcast from rank 0 at ``init``, gradients and objectives averaged every step)."""
         if not isinstance(method, SolverMethod):
             raise TypeError(f"Solver: method must be a SolverMethod such as SGD() or Nesterov(), got {method!r}")
         if not isinstance(params, SolverParameters):
             raise TypeError(f"Solver: params must be SolverParameters, got {type(params).__name__}")
+        if data_parallel is not None and not all(hasattr(data_parallel, name) for name in (
+                "broadcast_parameters", "average_gradients", "average_scalars")):
+            raise TypeError(f"Solver: data_parallel must be a mocha_triton.DataParallel, got {data_parallel!r}")
         self.method = method
         self.params = params
+        self.data_parallel = data_parallel
         self.lounge = CoffeeLounge()
 
     # --- configuration ----------------------------------------------------------------------------
@@ -333,6 +340,8 @@ class Solver:
                 resumed_from = path
             else:
                 load_flat_weights(net, path)
+        if self.data_parallel is not None:
+            self.data_parallel.broadcast_parameters(net)
         self.forward(net, state)
         self.lounge.setup(self, net, state, resumed_from)
         self.lounge.check_coffee_breaks(net, state)
@@ -342,10 +351,12 @@ class Solver:
         """One training iteration (see the module docstring)."""
         state.iteration += 1
         net.backward(self.params.regu_coef)
+        trainable = self._trainable(net, state)
+        if self.data_parallel is not None:
+            self.data_parallel.average_gradients([param for _, param in trainable])
         learning_rate = self.params.lr_policy.get(state)
         momentum = self._momentum(state)
         ops = net.backend.ops
-        trainable = self._trainable(net, state)
         for key, param in trainable:
             self.method.update(ops, param, state.blobs_of(key), learning_rate * param.learning_rate,
                                state.momentum, momentum, state.iteration)
@@ -395,6 +406,10 @@ class Solver:
         state.resume_point = capture_resume_point(net)
         state.obj_val = net.forward()
         state.losses = {s.layer.name: float(s.loss) for s in net.states if s.layer.has_loss}
+        if self.data_parallel is not None and net.params:  # every process reports the mean objective
+            like = next(iter(net.params.values()))[0].blob
+            values = self.data_parallel.average_scalars([state.obj_val, *state.losses.values()], like)
+            state.obj_val, state.losses = values[0], dict(zip(state.losses, values[1:]))
         return state.obj_val
 
     def restore_snapshot(self, net: Any, state: SolverState, path: str) -> None:
