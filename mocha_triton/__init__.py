@@ -17,11 +17,13 @@ from mocha_triton.coffee import Coffee, CoffeeLounge, Snapshot, TrainingSummary,
 from mocha_triton.contract import FAMILIES, NEURONS, OPS, OpSpec
 from mocha_triton.layers.accuracy import AccuracyLayer
 from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyError
+from mocha_triton.layers.combine import ConcatLayer, CropLayer, ElementWiseFunctors, ElementWiseLayer, IdentityLayer
 from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.data import AsyncHDF5DataLayer, HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer, TiedInnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
+from mocha_triton.layers.normalization import LRNLayer, LRNMode, PowerLayer
 from mocha_triton.layers.pointwise_loss import (
     BinaryAccuracyLayer,
     BinaryCrossEntropyLossLayer,
@@ -74,13 +76,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer", "Backend", "BinaryAccuracyLayer",
-    "BinaryCrossEntropyLossLayer", "Blob", "Coffee", "CoffeeLounge", "ConstantInitializer", "ConvolutionLayer",
-    "DataParallel", "DataTransformers", "DropoutLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer",
-    "HingeLossLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRPolicy", "Layer", "LayerError",
+    "BinaryCrossEntropyLossLayer", "Blob", "Coffee", "CoffeeLounge", "ConcatLayer", "ConstantInitializer",
+    "ConvolutionLayer", "CropLayer", "DataParallel", "DataTransformers", "DropoutLayer", "ElementWiseFunctors",
+    "ElementWiseLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer", "HingeLossLayer", "IdentityLayer",
+    "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRNLayer", "LRNMode", "LRPolicy", "Layer", "LayerError",
     "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net",
     "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter",
-    "Pooling", "PoolingLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError", "SoftmaxLayer",
-    "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
+    "Pooling", "PoolingLayer", "PowerLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError",
+    "SoftmaxLayer", "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
     "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary", "TritonBackend",
     "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe",
     "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",

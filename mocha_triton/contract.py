@@ -298,6 +298,62 @@ _SPECS: list[OpSpec] = [
         _p("rho", "decay of h and u, in [0, 1)"), _p("epsilon", "> 0"),
     ), "h = rho * h + (1 - rho) * dw**2; d = sqrt(u + epsilon) / sqrt(h + epsilon) * dw; "
        "u = rho * u + (1 - rho) * d**2; w -= lr * d."),
+    # --- combine: block copies (concat, crop) and elementwise binary ops ------------------------
+    OpSpec("combine", "copy_block", (
+        _i("x", "source, any shape with ndim >= 1"),
+        _io("y", "destination with x's ndim; only the block is written, the rest keeps its values; not x"),
+        _p("x_start", "per-axis start of the block in x, ints >= 0"),
+        _p("y_start", "per-axis start of the block in y, ints >= 0"),
+        _p("size", "per-axis size of the block, ints >= 0; start + size fits in x and in y"),
+        _p("mirror", "reverse the block's last axis while copying", False),
+    ), "y[y_start : y_start + size] = x[x_start : x_start + size], the last axis reversed when mirror "
+       "(concat forward/backward, crop forward/backward)."),
+    OpSpec("combine", "eltwise_forward", (
+        _i("a", "any shape"), _i("b", "same shape"),
+        _o("y", "same shape; may be a or b itself (in place)"),
+        _p("operation", "one of ('add', 'subtract', 'multiply', 'divide', 'max')"),
+        _p("alpha", "coefficient of a", 1.0), _p("beta", "coefficient of b", 1.0),
+    ), "y = op(u, v) with u = alpha * a, v = beta * b: u + v, u - v, u * v, u / v, or max: u where u >= v "
+       "else v (ties go to a)."),
+    OpSpec("combine", "eltwise_backward", (
+        _i("a", "forward operand a"), _i("b", "forward operand b"), _i("dy", "gradient w.r.t. y"),
+        _o("da", "gradient w.r.t. a, or None to skip it; may be dy itself"),
+        _o("db", "gradient w.r.t. b, or None to skip it; may be dy itself"),
+        _p("operation", "one of ('add', 'subtract', 'multiply', 'divide', 'max')"),
+        _p("alpha", "coefficient of a", 1.0), _p("beta", "coefficient of b", 1.0),
+    ), "Gradients of eltwise_forward (u = alpha * a, v = beta * b): add da = alpha dy, db = beta dy; subtract "
+       "db = -beta dy; multiply da = alpha v dy, db = beta u dy; divide da = alpha dy / v, db = -beta (u / v) "
+       "dy / v; max da = alpha dy where u >= v, db = beta dy where u < v (0 elsewhere)."),
+    # --- normalization: local response normalization (Caffe's LRN) and the power function ---------
+    OpSpec("normalization", "lrn_forward", (
+        _i("x", "(N, C, H, W) input"),
+        _o("y", "(N, C, H, W) = x * scale**-beta; not x"),
+        _o("scale", "(N, C, H, W) = k + alpha / n * (sum of x**2 over the window), kept for the backward"),
+        _p("size", "window length, a positive int; pre = (size - 1) // 2 elements before the centre"),
+        _p("alpha", "scale of the window mean, >= 0"),
+        _p("beta", "exponent"),
+        _p("k", "constant added to the scale, > 0"),
+        _p("region", "'across_channels' (window of size channels, n = size) or 'within_channel' "
+           "(size x size square of pixels, n = size * size); zero padded", "across_channels"),
+    ), "Local response normalization, Caffe's formulas (see mocha_triton.checks.normalization)."),
+    OpSpec("normalization", "lrn_backward", (
+        _i("x", "(N, C, H, W) forward input"), _i("y", "forward output"), _i("scale", "forward scale"),
+        _i("dy", "gradient w.r.t. y"),
+        _o("dx", "dy * scale**-beta - 2 alpha beta / n * x * (sum of dy * y / scale over the windows holding "
+           "x); not an input"),
+        _p("size", "as forward"), _p("alpha", "as forward"), _p("beta", "as forward"),
+        _p("region", "as forward", "across_channels"),
+    ), "Gradient of lrn_forward from the stored scale (k is inside it)."),
+    OpSpec("normalization", "power_forward", (
+        _i("x", "any shape"), _o("y", "same shape; may be x itself (in place)"),
+        _p("power", "exponent"), _p("scale", "factor of x"), _p("shift", "added after scaling"),
+    ), "y = (shift + scale * x)**power with NumPy's rules (negative base, non-integer power: NaN)."),
+    OpSpec("normalization", "power_backward", (
+        _i("x", "forward input"), _i("dy", "gradient w.r.t. y"),
+        _o("dx", "dy * power * scale * (shift + scale * x)**(power - 1), 0 when power or scale is 0; "
+           "may be dy itself"),
+        _p("power", "exponent"), _p("scale", "factor of x"), _p("shift", "added after scaling"),
+    ), "Gradient of power_forward, from x."),
     # --- random ---------------------------------------------------------------------------------
     OpSpec("random", "uniform_fill", (
         _o("y", "any shape"), _p("low", "lower bound"), _p("high", "upper bound"),

@@ -278,13 +278,13 @@ def test_no_bias_layers_keep_a_frozen_zero_bias(tmp_path):
 def test_unsupported_types_are_named_in_one_error():
     text = """
     layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
-    layer { name: "norm1" type: "LRN" bottom: "x" top: "n" }
-    layer { name: "cat" type: "Concat" bottom: "x" bottom: "n" top: "c" }
+    layer { name: "py" type: "Python" bottom: "x" top: "n" }
+    layer { name: "bn" type: "BatchNorm" bottom: "x" top: "c" }
     """
     with pytest.raises(CaffeConversionError) as info:
         load_net(text, backend=numpy64())
     message = str(info.value)
-    assert "layer 'norm1' of type 'LRN'" in message and "layer 'cat' of type 'Concat'" in message
+    assert "layer 'py' of type 'Python'" in message and "layer 'bn' of type 'BatchNorm'" in message
     assert "Supported types: Accuracy, Convolution" in message and "<text>" in message
 
 

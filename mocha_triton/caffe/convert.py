@@ -36,6 +36,19 @@ Accuracy               :class:`~mocha_triton.AccuracyLayer` (``top_k``)
 Dropout                :class:`~mocha_triton.DropoutLayer` in place (train phase; left out in test)
 Split                  :class:`~mocha_triton.SplitLayer`
 Flatten, Reshape       :class:`CaffeReshapeLayer` (this module; Caffe's 0 / -1 dimensions)
+LRN                    :class:`~mocha_triton.LRNLayer` (``kernel`` = ``local_size``, which must be odd as
+                       in Caffe; ``scale`` = ``alpha``, ``power`` = ``beta``, ``shift`` = ``k``, except
+                       for WITHIN_CHANNEL, where Caffe ignores ``k`` and uses 1)
+Power                  :class:`~mocha_triton.PowerLayer` (``power``, ``scale``, ``shift``); an in-place
+                       Power gets a top of its own (``<blob>/<layer name>``) that later layers read
+Concat                 :class:`~mocha_triton.ConcatLayer` (``concat_param.axis`` or the legacy
+                       ``concat_dim``)
+Eltwise                :class:`~mocha_triton.ElementWiseLayer`: SUM (with ``coeff``) is "add", PROD
+                       "multiply", MAX "max"; ``stable_prod_grad`` is ignored (the product's gradient
+                       is always the product of the other bottoms, Caffe's stable form; ``false``
+                       warns), and so are MAX coefficients (Caffe ignores them too)
+Crop                   :class:`~mocha_triton.CropLayer`, Caffe's two-bottom form (``crop_param.axis``,
+                       ``offset``; the second bottom gives the shape and gets no gradient)
 =====================  ===========================================================================
 
 Rules and deliberate choices
@@ -44,7 +57,8 @@ Rules and deliberate choices
   ``stage``/``not_stage``); ``phase`` is ``"train"`` or ``"test"`` (the default: inference).
 * **Activations** exist only as fused neurons here (there is no standalone neuron layer). A ReLU,
   Sigmoid or TanH is fused into the layer that produced its bottom when that layer is a Convolution,
-  InnerProduct or Pooling with one top and nothing reads the blob between the two (an in-place
+  InnerProduct, Pooling, Eltwise (ResNet's ReLU after the sum) or Concat with one top and nothing
+  reads the blob between the two (an in-place
   activation: ``bottom == top``). A non-in-place activation is fused too when nothing else reads its
   bottom (the producer then writes the activation's top directly). Anything else raises an error that
   says why.
@@ -89,11 +103,13 @@ from mocha_triton.caffe import proto
 from mocha_triton.caffe.reader import CaffeFormatError, blob_to_numpy, filter_net, read_blob, read_caffemodel, read_net
 from mocha_triton.layers.accuracy import AccuracyLayer
 from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyError
+from mocha_triton.layers.combine import ConcatLayer, CropLayer, ElementWiseLayer
 from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.data import HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
+from mocha_triton.layers.normalization import LRNLayer, PowerLayer
 from mocha_triton.layers.pointwise_loss import SquareLossLayer
 from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
@@ -118,15 +134,15 @@ __all__ = [
 
 #: Caffe layer types that :func:`load_net` converts.
 SUPPORTED_TYPES = (
-    "Accuracy", "Convolution", "Dropout", "EuclideanLoss", "Flatten", "HDF5Data", "InnerProduct", "Input", "MemoryData",
-    "MultinomialLogisticLoss", "Pooling", "ReLU", "Reshape", "Sigmoid", "Softmax", "SoftmaxWithLoss", "Split",
-    "TanH",
+    "Accuracy", "Convolution", "Dropout", "EuclideanLoss", "Flatten", "HDF5Data", "InnerProduct", "Input", "LRN",
+    "MemoryData", "MultinomialLogisticLoss", "Pooling", "Power", "ReLU", "Reshape", "Sigmoid", "Softmax",
+    "SoftmaxWithLoss", "Split", "TanH", "Concat", "Crop", "Eltwise",
 )
 #: Data layers whose source mocha-triton cannot read: converted only through ``input_shapes``.
 REPLACEABLE_DATA_TYPES = ("Data", "ImageData", "WindowData", "DummyData")
 DATA_TYPES = ("Input", "HDF5Data", "MemoryData", *REPLACEABLE_DATA_TYPES)
 ACTIVATIONS = ("ReLU", "Sigmoid", "TanH")
-FUSING_PRODUCERS = ("Convolution", "InnerProduct", "Pooling")
+FUSING_PRODUCERS = ("Convolution", "InnerProduct", "Pooling", "Eltwise", "Concat")
 LOSS_TYPES = ("SoftmaxWithLoss", "MultinomialLogisticLoss", "EuclideanLoss")
 SINK_TYPES = (*LOSS_TYPES, "Accuracy")
 PHASES = {"train": proto.TRAIN, "test": proto.TEST}
@@ -400,6 +416,7 @@ class _Converter:
         self._check_input_shapes(kept)
         nodes = [_Node(lp, list(lp.bottom), list(lp.top)) for lp in kept]
         self._dropouts(nodes)
+        self._out_of_place_powers(nodes)
         self._fuse_activations(nodes)
         nodes = [node for node in nodes if not node.removed]
         self._sink_tops(nodes)
@@ -453,6 +470,24 @@ class _Converter:
             for later in nodes[i + 1:]:  # consumers of the dropout's top read the bottom now
                 later.bottoms = [bottom if b == top else b for b in later.bottoms]
                 later.tops = [bottom if t == top else t for t in later.tops]
+
+    def _out_of_place_powers(self, nodes: list[_Node]) -> None:
+        """An in-place Power (``top == bottom``, fine in Caffe) writes a blob of its own here, named
+        ``<blob>/<layer name>`` (mocha-triton's PowerLayer does not work in place); the layers after it
+        read, and in-place ones write, the new blob instead."""
+        taken = {blob for node in nodes for blob in (*node.bottoms, *node.tops)}
+        for i, node in enumerate(nodes):
+            if node.removed or node.type != "Power" or len(node.bottoms) != 1 or node.tops != node.bottoms:
+                continue
+            blob = node.bottoms[0]
+            new = f"{blob}/{node.name}"
+            while new in taken:
+                new += "_"
+            taken.add(new)
+            node.tops = [new]
+            for later in nodes[i + 1:]:
+                later.bottoms = [new if b == blob else b for b in later.bottoms]
+                later.tops = [new if t == blob else t for t in later.tops]
 
     @staticmethod
     def _last_writer(nodes: list[_Node], before: int, blob: str) -> int | None:
@@ -872,6 +907,61 @@ class _Converter:
         if p.axis != 0 or p.num_axes != -1:
             raise self.fail(node.lp, "reshape_param axis/num_axes are not supported (the shape covers all axes)")
         return CaffeReshapeLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, dims=tuple(p.shape.dim))
+
+    def _lrn(self, node: _Node) -> Layer:
+        lp, p = node.lp, node.lp.lrn_param
+        if len(lp.bottom) != 1 or len(lp.top) != 1:
+            raise self.fail(lp, f"needs one bottom and one top, got {list(lp.bottom)} and {list(lp.top)}")
+        if p.local_size % 2 == 0:
+            raise self.fail(lp, f"local_size must be odd (Caffe's rule), got {p.local_size}")
+        within = _enum_name(p, "norm_region") == "WITHIN_CHANNEL"
+        shift = caffe_float(p.k)
+        if within:  # Caffe's WITHIN_CHANNEL computes (1 + alpha * mean x**2) ** -beta: k is not used
+            if shift != 1:
+                self.notes.append(f"{_describe(lp)}: lrn_param.k = {shift} is ignored for WITHIN_CHANNEL, as in "
+                                  "Caffe (which uses 1)")
+            shift = 1.0
+        return LRNLayer(name=lp.name, bottoms=node.bottoms, tops=node.tops, kernel=int(p.local_size),
+                        scale=caffe_float(p.alpha), shift=shift, power=caffe_float(p.beta),
+                        mode="within_channel" if within else "across_channel")
+
+    def _power(self, node: _Node) -> Layer:
+        lp, p = node.lp, node.lp.power_param
+        if len(lp.bottom) != 1 or len(lp.top) != 1:
+            raise self.fail(lp, f"needs one bottom and one top, got {list(lp.bottom)} and {list(lp.top)}")
+        return PowerLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, power=caffe_float(p.power),
+                          scale=caffe_float(p.scale), shift=caffe_float(p.shift))
+
+    def _concat(self, node: _Node) -> Layer:
+        p = node.lp.concat_param
+        if p.HasField("axis") and p.HasField("concat_dim"):
+            raise self.fail(node.lp, "give either concat_param.axis or the legacy concat_dim, not both (Caffe's rule)")
+        dim = int(p.concat_dim) if p.HasField("concat_dim") else int(p.axis)
+        return ConcatLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, dim=dim,
+                           neuron=node.neuron or Neuron())
+
+    def _eltwise(self, node: _Node) -> Layer:
+        lp, p = node.lp, node.lp.eltwise_param
+        method = _enum_name(p, "operation")
+        coeffs = tuple(caffe_float(c) for c in p.coeff)
+        if coeffs and len(coeffs) != len(lp.bottom):
+            raise self.fail(lp, f"has {len(coeffs)} coeff values for {len(lp.bottom)} bottoms (one per bottom)")
+        if coeffs and method == "PROD":
+            raise self.fail(lp, "coeff is for SUM only (Caffe refuses it with PROD)")
+        if coeffs and method == "MAX":
+            self.notes.append(f"{_describe(lp)}: coeff is ignored by MAX (as in Caffe)")
+            coeffs = ()
+        if method == "PROD" and not p.stable_prod_grad:
+            self.notes.append(f"{_describe(lp)}: stable_prod_grad: false is ignored; the gradient is always the "
+                              "product of the other bottoms (Caffe's stable form)")
+        operation = {"SUM": "add", "PROD": "multiply", "MAX": "max"}[method]
+        return ElementWiseLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, operation=operation,
+                                coeffs=coeffs, neuron=node.neuron or Neuron())
+
+    def _crop(self, node: _Node) -> Layer:
+        p = node.lp.crop_param
+        return CropLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, axis=int(p.axis),
+                         offset=tuple(int(o) for o in p.offset))
 
 
 # --- public API --------------------------------------------------------------------------------------
