@@ -43,11 +43,14 @@ import mocha_triton.kernels as kernels_pkg  # noqa: E402  (sets up Triton's envi
 from mocha_triton.checks.conv import conv2d_output_size  # noqa: E402
 from mocha_triton.checks.pooling import pool2d_output_size  # noqa: E402
 from mocha_triton.kernels import (  # noqa: E402
+    combine,
     conv,
     elementwise,
     inner_product,
     loss,
     neurons,
+    normalization,
+    pointwise_loss,
     pooling,
     softmax,
     solvers,
@@ -56,7 +59,7 @@ from mocha_triton.kernels import (  # noqa: E402
 
 @dataclass
 class Row:
-    group: str  # conv_fwd, conv_dgrad, conv_wgrad, ip_fwd, ip_bwd, pool, loss, neuron, copy, solver
+    group: str  # conv_fwd, conv_dgrad, conv_wgrad, ip_fwd, ip_bwd, pool, loss, neuron, copy, solver, lrn, combine
     name: str
     ours: Callable[[], object]
     ref: Callable[[], object]
@@ -228,13 +231,66 @@ def solver_rows(device: str, numel: int) -> list[Row]:
     return rows
 
 
+def lrn_rows(batch: int, device: str, shapes: list[tuple[str, int, int, int]]) -> list[Row]:
+    """Caffe's across-channel LRN (size 5, alpha 1e-4, beta 0.75, k 1 as in AlexNet) against
+    ``torch.nn.functional.local_response_norm`` (the same formula for odd sizes); forward, and our
+    backward against autograd through torch's composite implementation."""
+    rows = []
+    for name, c, h, w in shapes:
+        x = randn(batch, c, h, w, device=device)
+        y, scale, dy, dx = (torch.empty_like(x) for _ in range(4))
+        moved = 4.0 * x.numel() * 3  # read x, write y and the stored scale
+        rows.append(Row("lrn", f"{name} N{batch} fwd",
+                        lambda x=x, y=y, scale=scale: normalization.lrn_forward(x, y, scale, 5, 1e-4, 0.75, 1.0),
+                        lambda x=x: F.local_response_norm(x, 5, 1e-4, 0.75, 1.0), bytes=moved))
+        normalization.lrn_forward(x, y, scale, 5, 1e-4, 0.75, 1.0)
+        xr = x.clone().requires_grad_()
+        yr = F.local_response_norm(xr, 5, 1e-4, 0.75, 1.0)
+
+        def ref_bwd(yr=yr, xr=xr, dy=dy):
+            return torch.autograd.grad(yr, xr, dy, retain_graph=True)
+
+        rows.append(Row("lrn", f"{name} N{batch} bwd",
+                        lambda x=x, y=y, scale=scale, dy=dy, dx=dx: normalization.lrn_backward(
+                            x, y, scale, dy, dx, 5, 1e-4, 0.75), ref_bwd, bytes=4.0 * x.numel() * 5))
+    return rows
+
+
+def combine_rows(batch: int, device: str, residual_hw: int = 56, inception_hw: int = 28) -> list[Row]:
+    """A residual sum (ResNet-50 stage 2: 256 x 56 x 56) against ``torch.add``, an inception concat
+    (GoogLeNet 3a: 64 + 128 + 32 + 32 channels at 28 x 28) against ``torch.cat``, and a square loss."""
+    r, i = residual_hw, inception_hw
+    a, b = randn(batch, 256, r, r, device=device), randn(batch, 256, r, r, device=device)
+    y = torch.empty_like(a)
+    rows = [Row("combine", f"eltwise add 256x{r}x{r} N{batch}", lambda: combine.eltwise_forward(a, b, y, "add"),
+                lambda: torch.add(a, b), bytes=12.0 * a.numel())]
+    branches = [randn(batch, c, i, i, device=device) for c in (64, 128, 32, 32)]
+    out = torch.empty(batch, 256, i, i, device=device)
+
+    def ours_concat() -> None:
+        start = 0
+        for x in branches:
+            combine.copy_block(x, out, (0, 0, 0, 0), (0, start, 0, 0), tuple(x.shape))
+            start += x.shape[1]
+
+    rows.append(Row("combine", f"concat 4 branches {i}x{i} N{batch}", ours_concat, lambda: torch.cat(branches, 1),
+                    bytes=8.0 * out.numel()))
+    pred, target = randn(batch, 784, device=device), randn(batch, 784, device=device)
+    loss_out = torch.empty(1, device=device)
+    rows.append(Row("combine", f"square loss fwd (N{batch}, 784)",
+                    lambda: pointwise_loss.square_loss_forward(pred, target, loss_out),
+                    lambda: F.mse_loss(pred, target, reduction="sum"), bytes=8.0 * pred.numel()))
+    return rows
+
+
 def all_rows(batches: list[int], device: str, smoke: bool) -> list[Row]:
     if smoke:  # tiny shapes for the interpreter: every code path once
         conv_shapes = [("tiny.conv", 3, 9, 9, 4, (3, 3), 2, 1, 1), ("tiny.gconv", 4, 6, 6, 4, (3, 3), 1, 1, 2)]
         return (conv_rows(2, device, conv_shapes) + ip_rows(3, device, [("tiny.ip", 20, 7)])
                 + pool_rows(2, device, [("tiny.pool", 3, 7, 7, (3, 3), (2, 2), (1, 1), "max"),
                                         ("tiny.mpool", 3, 7, 7, (3, 3), (2, 2), (1, 1), "mean")])
-                + loss_rows(3, device, [(5, ()), (4, (3, 3))]) + bandwidth_rows(device, 5000))
+                + loss_rows(3, device, [(5, ()), (4, (3, 3))]) + bandwidth_rows(device, 5000)
+                + lrn_rows(2, device, [("tiny.lrn", 7, 5, 5)]) + combine_rows(1, device, 4, 3))
     rows: list[Row] = []
     conv_shapes = LENET_CONV + CIFAR_QUICK_CONV + ALEXNET_CONV + VGG_CONV3
     for batch in batches:
@@ -245,6 +301,9 @@ def all_rows(batches: list[int], device: str, smoke: bool) -> list[Row]:
         rows += pool_rows(batch, device, LENET_POOL + CIFAR_QUICK_POOL + ALEXNET_POOL)
     for batch in batches:
         rows += loss_rows(batch, device, [(10, ()), (1000, ()), (21, (64, 64))])
+    for batch in batches:
+        rows += lrn_rows(batch, device, [("alexnet.norm1", 96, 55, 55), ("alexnet.norm2", 256, 27, 27)])
+    rows += combine_rows(batches[0], device)
     return rows + bandwidth_rows(device, 1 << 26)
 
 

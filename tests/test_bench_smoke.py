@@ -18,5 +18,5 @@ def test_every_benchmark_row_runs(tmp_path):
     assert not errors, errors
     groups = {row["group"] for row in rows}
     assert groups >= {"conv_fwd", "conv_dgrad", "conv_wgrad", "ip_fwd", "ip_bwd", "pool", "loss", "softmax",
-                      "neuron", "copy", "solver"}, groups
+                      "neuron", "copy", "solver", "lrn", "combine"}, groups
     assert len([row for row in rows if row["group"] == "solver"]) == 5
