@@ -16,6 +16,7 @@ from mocha_triton.blob import Blob
 from mocha_triton.coffee import Coffee, CoffeeLounge, Snapshot, TrainingSummary, ValidationPerformance
 from mocha_triton.contract import FAMILIES, NEURONS, OPS, OpSpec
 from mocha_triton.layers.accuracy import AccuracyLayer
+from mocha_triton.layers.activation import NeuronLayer
 from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyError
 from mocha_triton.layers.combine import ConcatLayer, CropLayer, ElementWiseFunctors, ElementWiseLayer, IdentityLayer
 from mocha_triton.layers.convolution import ConvolutionLayer
@@ -81,10 +82,11 @@ __all__ = [
     "ElementWiseLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer", "HingeLossLayer", "IdentityLayer",
     "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRNLayer", "LRNMode", "LRPolicy", "Layer", "LayerError",
     "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net",
-    "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter",
-    "Pooling", "PoolingLayer", "PowerLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot", "SnapshotError",
-    "SoftmaxLayer", "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters", "SolverState", "SplitLayer",
-    "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary", "TritonBackend",
-    "ValidationPerformance", "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe",
-    "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
+    "NeuronLayer", "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer",
+    "Parameter", "Pooling", "PoolingLayer", "PowerLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot",
+    "SnapshotError", "SoftmaxLayer", "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters",
+    "SolverState", "SplitLayer", "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary",
+    "TritonBackend", "ValidationPerformance", "XavierInitializer", "__version__", "default_backend",
+    "export_flat_weights", "caffe", "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons",
+    "save_snapshot", "transformers",
 ]

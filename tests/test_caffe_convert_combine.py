@@ -165,8 +165,6 @@ layer { name: "in" type: "Input" top: "x" top: "y" input_param { shape { dim: 1 
     ('layer { name: "k" type: "Crop" bottom: "x" bottom: "y" top: "z" crop_param { offset: 3 } }',
      r"CropLayer 'k': the window of shape \(1, 2, 3, 3\) at offset \(0, 0, 3, 3\) does not fit"),
     ('layer { name: "k" type: "Crop" bottom: "x" top: "z" }', r"layer 'k' \(type 'Crop'\).*needs two bottoms"),
-    ('layer { name: "k" type: "Crop" bottom: "x" bottom: "y" top: "z" }\n'
-     'layer { name: "r" type: "ReLU" bottom: "z" top: "z" }', r"'z' comes from layer 'k' of type 'Crop'"),
 ])
 def test_conversion_errors_name_the_layer(layer, match):
     with pytest.raises(CaffeConversionError, match=match) as info:

@@ -25,8 +25,8 @@ Data, ImageData, ...   only through ``input_shapes`` (an :class:`InputLayer`); m
 Convolution            :class:`~mocha_triton.ConvolutionLayer`
 Pooling                :class:`~mocha_triton.PoolingLayer` (MAX/AVE, Caffe's ceil rounding, global)
 InnerProduct           :class:`~mocha_triton.InnerProductLayer`
-ReLU, Sigmoid, TanH    fused into the ``neuron`` of the Convolution/InnerProduct/Pooling layer that
-                       produces their bottom (``negative_slope > 0`` gives a leaky ReLU)
+ReLU, Sigmoid, TanH    fused into the ``neuron`` of the layer that produces their bottom when it can,
+                       else a :class:`~mocha_triton.NeuronLayer` (``negative_slope > 0``: leaky ReLU)
 Softmax                :class:`~mocha_triton.SoftmaxLayer`
 SoftmaxWithLoss        :class:`~mocha_triton.SoftmaxLossLayer` (``weight`` = ``loss_weight``)
 MultinomialLogisticLoss :class:`~mocha_triton.MultinomialLogisticLossLayer`
@@ -55,13 +55,13 @@ Rules and deliberate choices
 ----------------------------
 * **Phases.** ``include``/``exclude`` rules are Caffe's (phase, ``min_level``/``max_level``,
   ``stage``/``not_stage``); ``phase`` is ``"train"`` or ``"test"`` (the default: inference).
-* **Activations** exist only as fused neurons here (there is no standalone neuron layer). A ReLU,
-  Sigmoid or TanH is fused into the layer that produced its bottom when that layer is a Convolution,
-  InnerProduct, Pooling, Eltwise (ResNet's ReLU after the sum) or Concat with one top and nothing
-  reads the blob between the two (an in-place
+* **Activations** are fused neurons where possible: a ReLU, Sigmoid or TanH is fused into the layer
+  that produced its bottom when that layer is a Convolution, InnerProduct, Pooling, Eltwise (ResNet's
+  ReLU after the sum) or Concat with one top and nothing reads the blob between the two (an in-place
   activation: ``bottom == top``). A non-in-place activation is fused too when nothing else reads its
-  bottom (the producer then writes the activation's top directly). Anything else raises an error that
-  says why.
+  bottom (the producer then writes the activation's top directly). Any other activation becomes a
+  :class:`~mocha_triton.NeuronLayer` of its own; an in-place one then writes a blob of its own,
+  ``<blob>/<layer name>``, which the layers after it read.
 * **Parameters** follow Caffe, not mocha-triton's defaults: ``param { lr_mult decay_mult }`` give the
   ``*_lr`` multipliers and the regularizers ``L2Regu(decay_mult)`` (``NoRegu()`` for 0; ``L1Regu``
   with ``regularization="L1"``), and both default to 1 for weights *and* biases, as in Caffe. The
@@ -102,6 +102,7 @@ from mocha_triton.blob import Blob
 from mocha_triton.caffe import proto
 from mocha_triton.caffe.reader import CaffeFormatError, blob_to_numpy, filter_net, read_blob, read_caffemodel, read_net
 from mocha_triton.layers.accuracy import AccuracyLayer
+from mocha_triton.layers.activation import NeuronLayer
 from mocha_triton.layers.base import Layer, LayerError, LayerState, TopologyError
 from mocha_triton.layers.combine import ConcatLayer, CropLayer, ElementWiseLayer
 from mocha_triton.layers.convolution import ConvolutionLayer
@@ -475,19 +476,10 @@ class _Converter:
         """An in-place Power (``top == bottom``, fine in Caffe) writes a blob of its own here, named
         ``<blob>/<layer name>`` (mocha-triton's PowerLayer does not work in place); the layers after it
         read, and in-place ones write, the new blob instead."""
-        taken = {blob for node in nodes for blob in (*node.bottoms, *node.tops)}
         for i, node in enumerate(nodes):
             if node.removed or node.type != "Power" or len(node.bottoms) != 1 or node.tops != node.bottoms:
                 continue
-            blob = node.bottoms[0]
-            new = f"{blob}/{node.name}"
-            while new in taken:
-                new += "_"
-            taken.add(new)
-            node.tops = [new]
-            for later in nodes[i + 1:]:
-                later.bottoms = [new if b == blob else b for b in later.bottoms]
-                later.tops = [new if t == blob else t for t in later.tops]
+            self._rename_from(nodes, i, node.bottoms[0], f"{node.bottoms[0]}/{node.name}")
 
     @staticmethod
     def _last_writer(nodes: list[_Node], before: int, blob: str) -> int | None:
@@ -521,13 +513,32 @@ class _Converter:
                     reason = f"layers {between} read {bottom!r} before the activation"
                 elif top != bottom and after:
                     reason = f"layers {after} read the pre-activation {bottom!r} too"
-            if reason:
-                raise self.fail(node.lp, f"cannot be converted: mocha-triton has no standalone neuron layer; an "
-                                         f"activation is fused into the {'/'.join(FUSING_PRODUCERS)} layer that "
-                                         f"produces its bottom, but {reason}")
+            if reason:  # a NeuronLayer of its own (an in-place one writes a blob of its own)
+                if top == bottom:
+                    self._rename_from(nodes, i, bottom, f"{bottom}/{node.name}")
+                continue
             producer.neuron = self._neuron(node)
             producer.tops = [top]
             node.removed = True
+
+    @staticmethod
+    def _rename_from(nodes: list[_Node], i: int, blob: str, new: str) -> None:
+        """Node ``i`` writes ``new`` instead of ``blob`` (in place in Caffe); the nodes after it read, and
+        in-place ones write, ``new`` too."""
+        taken = {b for node in nodes for b in (*node.bottoms, *node.tops)}
+        while new in taken:
+            new += "_"
+        nodes[i].tops = [new if t == blob else t for t in nodes[i].tops]
+        for later in nodes[i + 1:]:
+            later.bottoms = [new if b == blob else b for b in later.bottoms]
+            later.tops = [new if t == blob else t for t in later.tops]
+
+    def _relu(self, node: _Node) -> Layer:
+        """An activation that could not be fused (see ``_fuse_activations``) becomes a NeuronLayer."""
+        return NeuronLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, neuron=self._neuron(node))
+
+    _sigmoid = _relu
+    _tanh = _relu
 
     def _neuron(self, node: _Node) -> Neuron:
         if node.type == "Sigmoid":
