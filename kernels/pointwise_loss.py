@@ -137,6 +137,18 @@ def _forward(op: str, kernel, a: torch.Tensor, b: torch.Tensor, loss: torch.Tens
     loss_total_kernel[(1,)](partial, loss, partial.numel(), float(divisor), **REDUCE_LAUNCH)
 
 
+def _backward(op: str, kernel, tensors: dict[str, torch.Tensor | None], coef: float, flags: tuple[str, str]) -> None:
+    """Launch a two-gradient backward kernel on ``tensors`` = {input a, input b, gradient a, gradient b} (by
+    name, in that order); a gradient that is None is skipped (its flag is False and input a stands in for
+    its pointer, never written)."""
+    same_device(op, tensors)
+    a, b, da, db = tensors.values()
+    if da is None and db is None:
+        return
+    kernel[stream_grid(a.numel())](a, b, a if da is None else da, a if db is None else db, coef, a.numel(),
+                                   **{flags[0]: da is not None, flags[1]: db is not None}, **STREAM_LAUNCH)
+
+
 def square_loss_forward(pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
     """loss[0] = sum((pred - target)**2) / (2 * N)."""
     n = checks.check_square_loss_forward(pred, target, loss, FLOAT32)
@@ -162,12 +174,8 @@ def binary_cross_entropy_backward(prob: torch.Tensor, label: torch.Tensor, dprob
                                   dlabel: torch.Tensor | None, scale: float = 1.0) -> None:
     """dprob = -scale * (label / prob - (1 - label) / (1 - prob)) / N; dlabel = -scale * log(prob / (1 - prob)) / N."""
     n, scale = checks.check_binary_cross_entropy_backward(prob, label, dprob, dlabel, scale, FLOAT32)
-    same_device("binary_cross_entropy_backward", {"prob": prob, "label": label, "dprob": dprob, "dlabel": dlabel})
-    if dprob is None and dlabel is None:
-        return
-    binary_cross_entropy_backward_kernel[stream_grid(prob.numel())](
-        prob, label, prob if dprob is None else dprob, prob if dlabel is None else dlabel, -scale / n,
-        prob.numel(), HAS_DPROB=dprob is not None, HAS_DLABEL=dlabel is not None, **STREAM_LAUNCH)
+    _backward("binary_cross_entropy_backward", binary_cross_entropy_backward_kernel,
+              {"prob": prob, "label": label, "dprob": dprob, "dlabel": dlabel}, -scale / n, ("HAS_DPROB", "HAS_DLABEL"))
 
 
 def hinge_loss_forward(pred: torch.Tensor, label: torch.Tensor, loss: torch.Tensor) -> None:
@@ -180,12 +188,8 @@ def hinge_loss_backward(pred: torch.Tensor, label: torch.Tensor, dpred: torch.Te
                         dlabel: torch.Tensor | None, scale: float = 1.0) -> None:
     """Where label * pred < 1: dpred = -scale * label / N and dlabel = -scale * pred / N; 0 elsewhere."""
     n, scale = checks.check_hinge_loss_backward(pred, label, dpred, dlabel, scale, FLOAT32)
-    same_device("hinge_loss_backward", {"pred": pred, "label": label, "dpred": dpred, "dlabel": dlabel})
-    if dpred is None and dlabel is None:
-        return
-    hinge_loss_backward_kernel[stream_grid(pred.numel())](
-        pred, label, pred if dpred is None else dpred, pred if dlabel is None else dlabel, -scale / n,
-        pred.numel(), HAS_DPRED=dpred is not None, HAS_DLABEL=dlabel is not None, **STREAM_LAUNCH)
+    _backward("hinge_loss_backward", hinge_loss_backward_kernel,
+              {"pred": pred, "label": label, "dpred": dpred, "dlabel": dlabel}, -scale / n, ("HAS_DPRED", "HAS_DLABEL"))
 
 
 def binary_accuracy_forward(pred: torch.Tensor, label: torch.Tensor, correct: torch.Tensor,

@@ -54,28 +54,22 @@ class AccuracyLayer(Layer):
         return AccuracyState(self, backend, label_shape, correct, positions)
 
 
-class AccuracyState(LayerState):
-    layer: AccuracyLayer
+class AccuracyCounts(LayerState):
+    """Correct / seen counts accumulated over forwards until ``reset_statistics`` (shared by the accuracy
+    layers); ``statistics()`` reports ``"<name>-accuracy"`` and, with ``report_error``, ``"<name>-error"``."""
 
-    def __init__(self, layer: AccuracyLayer, backend: Any, label_shape: tuple[int, ...], correct: Blob,
-                 positions: int) -> None:
+    def __init__(self, layer: Layer, backend: Any) -> None:
         super().__init__(layer, backend)
-        self.label_shape = label_shape
-        self.correct = correct  # (1,) int64: correct positions of the last forward
-        self.positions = positions  # N * prod(S): positions per forward
         self.n_correct = 0  # accumulated since the last reset
         self.n_seen = 0
 
-    def forward(self, inputs: list[Blob]) -> None:
-        pred, label = inputs
-        run_layer_op(self, "accuracy_forward", pred.data, label_view(label, self.label_shape), self.correct.data,
-                     self.layer.top_k)
-        self.n_correct += int(self.correct.to_numpy()[0])
-        self.n_seen += self.positions
+    def add_counts(self, correct: int, seen: int) -> None:
+        self.n_correct += correct
+        self.n_seen += seen
 
     @property
     def accuracy(self) -> float:
-        """Correct positions / positions seen since the last reset (0.0 before any forward)."""
+        """Correct / seen since the last reset (0.0 before any forward, like Mocha)."""
         return self.n_correct / self.n_seen if self.n_seen else 0.0
 
     def statistics(self) -> dict[str, float]:
@@ -89,4 +83,21 @@ class AccuracyState(LayerState):
         self.n_seen = 0
 
 
-__all__ = ["AccuracyLayer", "AccuracyState"]
+class AccuracyState(AccuracyCounts):
+    layer: AccuracyLayer
+
+    def __init__(self, layer: AccuracyLayer, backend: Any, label_shape: tuple[int, ...], correct: Blob,
+                 positions: int) -> None:
+        super().__init__(layer, backend)
+        self.label_shape = label_shape
+        self.correct = correct  # (1,) int64: correct positions of the last forward
+        self.positions = positions  # N * prod(S): positions per forward
+
+    def forward(self, inputs: list[Blob]) -> None:
+        pred, label = inputs
+        run_layer_op(self, "accuracy_forward", pred.data, label_view(label, self.label_shape), self.correct.data,
+                     self.layer.top_k)
+        self.add_counts(int(self.correct.to_numpy()[0]), self.positions)
+
+
+__all__ = ["AccuracyCounts", "AccuracyLayer", "AccuracyState"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mocha_triton.blob import Blob
+from mocha_triton.layers.accuracy import AccuracyCounts
 from mocha_triton.layers.base import Layer, LayerState
 from mocha_triton.layers.loss import check_two_bottoms, check_weight, run_layer_op
 
@@ -189,36 +190,19 @@ class BinaryAccuracyLayer(Layer):
         return BinaryAccuracyState(self, backend, pred.shape, correct)
 
 
-class BinaryAccuracyState(LayerState):
+class BinaryAccuracyState(AccuracyCounts):
     layer: BinaryAccuracyLayer
 
     def __init__(self, layer: BinaryAccuracyLayer, backend: Any, shape: tuple[int, ...], correct: Blob) -> None:
         super().__init__(layer, backend)
         self.shape = shape
-        self.correct = correct
-        self.n_correct = 0
-        self.n_seen = 0
+        self.correct = correct  # (1,) int64: agreeing elements of the last forward
 
     def forward(self, inputs: list[Blob]) -> None:
         pred, label = inputs
         run_layer_op(self, "binary_accuracy_forward", pred.data, viewed(label, self.shape), self.correct.data,
                      float(self.layer.threshold))
-        self.n_correct += int(self.correct.to_numpy()[0])
-        self.n_seen += math.prod(self.shape)
-
-    @property
-    def accuracy(self) -> float:
-        return self.n_correct / self.n_seen if self.n_seen else 0.0
-
-    def statistics(self) -> dict[str, float]:
-        stats = {f"{self.layer.name}-accuracy": self.accuracy}
-        if self.layer.report_error:
-            stats[f"{self.layer.name}-error"] = 1.0 - self.accuracy
-        return stats
-
-    def reset_statistics(self) -> None:
-        self.n_correct = 0
-        self.n_seen = 0
+        self.add_counts(int(self.correct.to_numpy()[0]), math.prod(self.shape))
 
 
 __all__ = ["BinaryAccuracyLayer", "BinaryCrossEntropyLossLayer", "HingeLossLayer", "SquareLossLayer"]
