@@ -552,12 +552,44 @@ def test_param_specs_map_to_learning_rates_regularizers_and_sharing():
     assert (c.weight_lr, c.bias_lr, c.weight_regu, c.bias_regu) == (1.0, 1.0, mt.L1Regu(1.0), mt.L1Regu(1.0))
     assert a.param_key == layer_of(net, "b").param_key == "caffe-params:w,b"
     assert net.params["a"][0].blob is net.params["b"][0].blob
+    b = layer_of(net, "b")  # a sharer takes the owner's lr_mults and leaves the weight decay to it
+    assert (b.weight_lr, b.bias_lr, b.weight_regu, b.bias_regu) == (0.5, 0.0, mt.NoRegu(), mt.NoRegu())
     np.testing.assert_array_equal(net.params["c"][0].blob.to_numpy(), 0)  # Caffe's default filler: constant 0
     limit = math.sqrt(3 / 3)  # xavier AVERAGE: (fan_in 3 + fan_out 3) / 2
     assert np.all(np.abs(net.params["a"][0].blob.to_numpy()) <= limit)
     partial = text.replace('param { name: "w" } param { name: "b" }', 'param { name: "w" }')
     with pytest.raises(CaffeConversionError, match=r"layer 'b'.*names only some of its params"):
         load_net(partial, backend=numpy64())
+    disagreeing = text.replace('param { name: "w" } param { name: "b" }',
+                               'param { name: "w" lr_mult: 2 } param { name: "b" }')
+    with pytest.raises(CaffeConversionError, match=r"layer 'b'.*param 'w' has lr_mult 2.0, but the first layer "
+                                                   r"sharing it has 0.5"):
+        load_net(disagreeing, backend=numpy64())
+
+
+def test_shared_params_decay_once_and_step_like_caffe():
+    """Caffe's SGD step of a blob shared by two layers: w -= lr * (g_a + g_b + decay * w), one decay."""
+    text = """
+    layer { name: "in" type: "Input" top: "x" top: "y" input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 2 } } }
+    layer { name: "a" type: "InnerProduct" bottom: "x" top: "a" param { name: "w" } param { name: "wb" }
+            inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 } } }
+    layer { name: "b" type: "InnerProduct" bottom: "a" top: "b" param { name: "w2" } param { name: "wb2" }
+            inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.5 } } }
+    layer { name: "c" type: "InnerProduct" bottom: "b" top: "c" param { name: "w" } param { name: "wb" }
+            inner_product_param { num_output: 2 } }
+    layer { name: "loss" type: "EuclideanLoss" bottom: "c" bottom: "y" }
+    """
+    net = load_net(text, backend=numpy64(), phase="train")
+    rng = np.random.default_rng(3)
+    feed(net, x=rng.normal(size=(4, 3)), y=rng.normal(size=(4, 2)))
+    w0 = net.params["a"][0].blob.to_numpy()
+    lr, decay = 0.1, 0.01
+    solver = mt.Solver(mt.SGD(), mt.SolverParameters(max_iter=1, regu_coef=decay, lr_policy=mt.LRPolicy.Fixed(lr)))
+    state = solver.init(net)
+    net.backward(0.0)  # the raw gradients of both sharers
+    g = net.params["a"][0].gradient.to_numpy() + net.params["c"][0].gradient.to_numpy()
+    solver.step(net, state)
+    np.testing.assert_allclose(net.params["a"][0].blob.to_numpy(), w0 - lr * (g + decay * w0), rtol=1e-12)
 
 
 def test_memory_and_hdf5_data_layers(tmp_path, monkeypatch):

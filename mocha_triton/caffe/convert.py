@@ -67,7 +67,11 @@ Rules and deliberate choices
   with ``regularization="L1"``), and both default to 1 for weights *and* biases, as in Caffe. The
   solver's ``weight_decay`` is the ``regu_coef`` (same convention: gradient ``decay_mult *
   weight_decay * W``). Named params (``param { name: "w" }``) share blobs through ``param_key``; a
-  layer must then name all its params.
+  layer must then name all its params, and takes the lr_mults of the first layer that names them (one
+  it gives itself must agree, as in Caffe). Each
+  sharer updates the blob with its own gradient (Mocha's sharing), which adds up to Caffe's single
+  update of the summed gradient for SGD and Nesterov; only the first layer adds the weight decay, so it
+  counts once, as in Caffe (the adaptive methods' per-sharer statistics differ from Caffe's).
 * **No bias** (``bias_term: false``): the layer keeps a bias parameter fixed at zero (initializer 0,
   learning rate 0, no regularizer), so it never changes; the caffemodel's single blob is the weight.
 * **Fillers** become initializers: ``constant`` (Caffe's default filler, so an unspecified
@@ -404,6 +408,7 @@ class _Converter:
         self.regularization = regularization
         self.level = level
         self.stages = tuple(stages)
+        self.shared_lr: dict[str, list[float]] = {}  # named params: the lr_mults of their first (owning) layer
         self.notes: list[str] = []  # warnings for the user, issued by load_net
 
     def fail(self, lp: Any, problem: str) -> CaffeConversionError:
@@ -619,6 +624,19 @@ class _Converter:
             else:
                 regu = L1Regu(decay) if self.regularization == "L1" else L2Regu(decay)
             result.append((lr, regu))
+        if key and key in self.shared_lr:
+            # Caffe updates a shared blob once, from the sum of its layers' gradients, with the owner's
+            # lr_mult and decay_mult. Here every sharer updates it with its own gradient (Mocha's sharing):
+            # equal lr_mults make the plain and momentum SGD steps add up to Caffe's, and only the owner
+            # adds the weight decay (else it would count once per sharer).
+            owner = self.shared_lr[key]
+            for k, (lr, _) in enumerate(result):  # an lr_mult given by a sharer must be the owner's (Caffe)
+                if k < len(specs) and specs[k].HasField("lr_mult") and lr != owner[k]:
+                    raise self.fail(node.lp, f"param {names[k]!r} has lr_mult {lr}, but the first layer sharing it "
+                                             f"has {owner[k]}; Caffe needs shared params to agree")
+            result = [(lr, NoRegu()) for lr in owner]
+        elif key:
+            self.shared_lr[key] = [lr for lr, _ in result]
         return key, result
 
     def _initializer(self, node: _Node, filler: Any, is_weight: bool) -> Initializer:
