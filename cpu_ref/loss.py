@@ -13,6 +13,11 @@ spatial position ``p`` (one of the ``N * prod(S)``) is one classification.
   with ``lse_p = logsumexp_c x[:, c]`` (Mocha clamps the probability at 1e-20 before the log).
   ``lse`` is kept for the backward, ``dx = scale * w[l_p] * (exp(x - lse_p) - onehot(l_p)) /
   (N * prod(S))`` (Mocha's fused gradient, which ignores the clamp).
+* **soft-label softmax loss** (a target distribution ``q`` of the shape of ``x`` instead of a label):
+  ``loss = sum_{p,c} -q[c] * max(x[c] - lse_p, log(1e-20)) / (N * prod(S))``, ``lse`` kept for the
+  backward, ``dx = scale * (exp(x - lse_p) - q) / (N * prod(S))`` (Mocha's gradient: exact when q
+  sums to 1 over C at each position) and ``dtarget = -scale * max(x - lse_p, log(1e-20)) /
+  (N * prod(S))``.
 * **multinomial logistic loss**: the same loss on given probabilities,
   ``sum_p -w[l_p] * log(max(prob[l_p], 1e-20)) / (N * prod(S))``.
 * **accuracy**: the number of positions where fewer than ``top_k`` classes score strictly higher
@@ -101,6 +106,39 @@ def softmax_loss_backward(x: np.ndarray, label: np.ndarray, class_weights: np.nd
     if weights is not None:
         factor = weights[:, None, :] * factor
     dx[...] = (factor * grad).reshape(dx.shape)
+
+
+def softlabel_softmax_loss_forward(x: np.ndarray, target: np.ndarray, lse: np.ndarray, loss: np.ndarray) -> None:
+    """Fused softmax + cross-entropy with a target distribution (Mocha's SoftlabelSoftmaxLossLayer), along axis 1.
+
+    x, target: (N, C, *S). Writes lse (N, *S) = logsumexp of x over C, and loss (1,) =
+    sum over all elements of -target * max(x - lse, log(1e-20)) / (N * prod(S)) (Mocha clamps the
+    probability at 1e-20 before the log).
+    """
+    g = checks.check_softlabel_softmax_loss_forward(x, target, lse, loss)
+    xs, q = _scores(x, g), _scores(target, g)
+    lse_flat = _logsumexp(xs)
+    log_p = np.maximum(xs - lse_flat[:, None, :], np.log(x.dtype.type(LOG_CLAMP)))
+    lse[...] = lse_flat.reshape(lse.shape)
+    loss[0] = -(q * log_p).sum() / x.dtype.type(g.positions)
+
+
+def softlabel_softmax_loss_backward(x: np.ndarray, target: np.ndarray, lse: np.ndarray, dx: np.ndarray | None,
+                                    dtarget: np.ndarray | None, scale: float = 1.0) -> None:
+    """Gradients of softlabel_softmax_loss_forward from the stored lse (N, *S); either output may be None.
+
+    dx (N, C, *S) = scale * (exp(x - lse) - target) / (N * prod(S)): Mocha's gradient, exact when the
+    target sums to 1 over C at each position, and like Mocha it ignores the 1e-20 clamp.
+    dtarget = -scale * max(x - lse, log(1e-20)) / (N * prod(S)), the clamped log-probability.
+    """
+    g, scale = checks.check_softlabel_softmax_loss_backward(x, target, lse, dx, dtarget, scale)
+    xs, lse_flat = _scores(x, g), lse.reshape(g.n, 1, g.s)
+    factor = x.dtype.type(scale / g.positions)
+    if dx is not None:
+        dx[...] = (factor * (np.exp(xs - lse_flat) - _scores(target, g))).reshape(dx.shape)
+    if dtarget is not None:
+        log_p = np.maximum(xs - lse_flat, np.log(x.dtype.type(LOG_CLAMP)))
+        dtarget[...] = (-factor * log_p).reshape(dtarget.shape)
 
 
 def multinomial_logistic_loss_forward(prob: np.ndarray, label: np.ndarray, class_weights: np.ndarray | None,

@@ -1,4 +1,5 @@
-"""Pointwise losses (NumPy reference): square loss, binary cross-entropy, hinge loss and binary accuracy.
+"""Pointwise losses (NumPy reference): square loss, binary cross-entropy, hinge loss, Gaussian KL loss and
+binary accuracy.
 
 Mirrors :mod:`mocha_triton.kernels.pointwise_loss`. Each op compares a prediction with a target of the
 same shape ``(N, ...)`` element by element; losses are summed over every element and divided by the
@@ -13,6 +14,10 @@ binary cross-entropy            ``-sum(y log p + (1 - y) log(1 - p)) / N`` on pr
 hinge loss                      ``sum(max(0, 1 - y * pred)) / N`` for labels y in {-1, +1}; where the
                                 margin is violated (``y * pred < 1``) the gradients are
                                 ``-scale * y / N`` (pred) and ``-scale * pred / N`` (label), 0 elsewhere
+Gaussian KL loss                ``sum(mu**2 + sigma**2 - 2 log(sigma) - 1) / (2N)``, the KL divergence of
+                                ``N(mu, diag sigma**2)`` from ``N(0, I)`` for standard deviations
+                                ``sigma > 0`` (not checked: ``sigma <= 0`` gives NaN or inf); gradients
+                                ``scale * mu / N`` (mu) and ``scale * (sigma - 1/sigma) / N`` (sigma)
 binary accuracy                 the number of elements with ``(pred > t) == (label > t)``
 ==============================  ===================================================================
 
@@ -87,6 +92,27 @@ def hinge_loss_backward(pred: np.ndarray, label: np.ndarray, dpred: np.ndarray |
         dpred[...] = np.where(violated, coef * label, zero)
     if dlabel is not None:
         dlabel[...] = np.where(violated, coef * pred, zero)
+
+
+def gaussian_kl_loss_forward(mu: np.ndarray, sigma: np.ndarray, loss: np.ndarray) -> None:
+    """loss[0] = sum(mu**2 + sigma**2 - 2 * log(sigma) - 1) / (2 * N)."""
+    n = checks.check_gaussian_kl_loss_forward(mu, sigma, loss)
+    t = mu.dtype.type
+    with np.errstate(divide="ignore", invalid="ignore"):  # sigma <= 0 gives inf/nan, not a warning
+        terms = mu * mu + sigma * sigma - t(2) * np.log(sigma) - t(1)
+    loss[0] = np.sum(terms) / t(2 * n)
+
+
+def gaussian_kl_loss_backward(mu: np.ndarray, sigma: np.ndarray, dmu: np.ndarray | None, dsigma: np.ndarray | None,
+                              scale: float = 1.0) -> None:
+    """dmu = scale * mu / N; dsigma = scale * (sigma - 1 / sigma) / N. Either output may be None (not computed)."""
+    n, scale = checks.check_gaussian_kl_loss_backward(mu, sigma, dmu, dsigma, scale)
+    coef = mu.dtype.type(scale / n)
+    if dmu is not None:
+        np.multiply(mu, coef, out=dmu)
+    if dsigma is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dsigma[...] = coef * (sigma - mu.dtype.type(1) / sigma)
 
 
 def binary_accuracy_forward(pred: np.ndarray, label: np.ndarray, correct: np.ndarray, threshold: float = 0.0) -> None:

@@ -1,4 +1,5 @@
-"""Max and mean 2-D pooling with Caffe's rules (NumPy reference).
+"""Max and mean 2-D pooling with Caffe's rules, and max and mean channel pooling (1-D pooling along the
+middle axis of an ``(M, C, S)`` view, Mocha's ChannelPoolingLayer) (NumPy reference).
 
 Mirrors :mod:`mocha_triton.kernels.pooling`. The rules (output size, windows clipped to the padded
 image and then to the image, the mean divisor, the first strict maximum, ``-inf``/NaN handling) are
@@ -17,6 +18,12 @@ step over every window of the batch at once.
   phase layout; the sum is the only work per tap), taps in row-major order, then divides by the
   window sizes.
 * max backward adds ``dy`` at its argmax with one ``np.add.at`` over flat indices (deterministic).
+
+Channel pooling loops over the ``kernel`` taps too, on an ``(M, L, S)`` canvas of the padded axis (the
+input at offset ``front``, ``-inf`` or zeros elsewhere, long enough for every window): tap ``t`` of all
+windows is the strided slice ``canvas[:, t::stride][:, :OC]``. The windows of one tap touch distinct
+channels, so the backwards add ``dy`` (mean: ``dy / kernel``; max: where the argmax names the channel)
+tap by tap into a zero canvas and read the axis back out of it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from mocha_triton.checks import pooling as checks
-from mocha_triton.checks.pooling import Pool2dGeometry
+from mocha_triton.checks.pooling import ChannelPoolGeometry, Pool2dGeometry
 
 
 class _Phases:
@@ -223,3 +230,94 @@ def mean_pool2d_backward(dy: np.ndarray, dx: np.ndarray, kernel: tuple[int, int]
     for t in range(g.kh * g.kw):
         phases.tap(*divmod(t, g.kw))[...] += share  # the windows of one tap touch distinct pixels
     phases.store(dx)
+
+
+# --- channel pooling ----------------------------------------------------------------------------------
+
+
+def _channel_starts(g: ChannelPoolGeometry) -> np.ndarray:
+    """(1, OC, 1) first channel of each window on the unpadded axis (negative in the front padding)."""
+    return (np.arange(g.oc) * g.stride - g.front)[None, :, None]
+
+
+def _channel_canvas(g: ChannelPoolGeometry, dtype: np.dtype, fill: float, x: np.ndarray | None = None) -> np.ndarray:
+    """(M, L, S) padded axis: x (or ``fill``) at channels [front, front + C), ``fill`` elsewhere; L covers
+    the padded axis and every window."""
+    length = max(g.front + g.c, (g.oc - 1) * g.stride + g.kernel)
+    canvas = np.full((g.m, length, g.s), fill, dtype=dtype)
+    if x is not None:
+        canvas[:, g.front:g.front + g.c] = x
+    return canvas
+
+
+def _channel_tap(canvas: np.ndarray, g: ChannelPoolGeometry, t: int) -> np.ndarray:
+    """(M, OC, S) view of tap t of every window (canvas channel oc * stride + t)."""
+    return canvas[:, t:t + (g.oc - 1) * g.stride + 1:g.stride]
+
+
+def _channel_axis(canvas: np.ndarray, g: ChannelPoolGeometry) -> np.ndarray:
+    return canvas[:, g.front:g.front + g.c]
+
+
+def max_channel_pool_forward(x: np.ndarray, y: np.ndarray, argmax: np.ndarray, kernel: int, stride: int,
+                             pad: tuple[int, int]) -> None:
+    """y[m, oc, s] = max of x[m, c, s] over window oc; argmax = its int32 channel index c.
+
+    x (M, C, S); y and argmax (M, OC, S) with OC from ``channel_pool_output_size``; pad = (front,
+    back). The first strict maximum along the axis wins; NaN is never taken (see checks.pooling).
+    """
+    g = checks.check_max_channel_pool_forward(x, y, argmax, kernel, stride, pad)
+    canvas = _channel_canvas(g, x.dtype, -np.inf, x)
+    starts = _channel_starts(g)
+    best = np.full(g.y_shape, -np.inf, dtype=x.dtype)
+    tap = np.broadcast_to(np.maximum(-starts, 0), g.y_shape).copy()  # the window's first channel
+    greater = np.empty(g.y_shape, dtype=bool)
+    for t in range(g.kernel):
+        value = _channel_tap(canvas, g, t)
+        np.greater(value, best, out=greater)  # NaN and padding (-inf) are never greater
+        np.copyto(best, value, where=greater)
+        np.copyto(tap, t, where=greater)
+    y[...] = best
+    np.add(tap, starts, out=argmax, casting="unsafe")
+
+
+def max_channel_pool_backward(dy: np.ndarray, argmax: np.ndarray, dx: np.ndarray, kernel: int, stride: int,
+                              pad: tuple[int, int]) -> None:
+    """dx[m, c, s] = sum of dy[m, oc, s] over the windows oc that hold channel c and whose argmax is c.
+
+    dy and argmax (M, OC, S), argmax as written by :func:`max_channel_pool_forward`; dx (M, C, S).
+    """
+    g = checks.check_max_channel_pool_backward(dy, argmax, dx, kernel, stride, pad)
+    canvas = _channel_canvas(g, dx.dtype, 0.0)
+    starts = _channel_starts(g)
+    zero = dx.dtype.type(0)
+    for t in range(g.kernel):
+        _channel_tap(canvas, g, t)[...] += np.where(argmax == starts + t, dy, zero)
+    dx[...] = _channel_axis(canvas, g)
+
+
+def mean_channel_pool_forward(x: np.ndarray, y: np.ndarray, kernel: int, stride: int, pad: tuple[int, int]) -> None:
+    """y[m, oc, s] = (sum of x[m, c, s] over the channels of window oc) / kernel (Mocha's divisor).
+
+    x (M, C, S); y (M, OC, S). The sum runs in the dtype of x, channels in increasing order.
+    """
+    g = checks.check_mean_channel_pool_forward(x, y, kernel, stride, pad)
+    canvas = _channel_canvas(g, x.dtype, 0.0, x)
+    total = _channel_tap(canvas, g, 0).copy()
+    for t in range(1, g.kernel):
+        total += _channel_tap(canvas, g, t)
+    np.divide(total, x.dtype.type(g.kernel), out=y)
+
+
+def mean_channel_pool_backward(dy: np.ndarray, dx: np.ndarray, kernel: int, stride: int,
+                               pad: tuple[int, int]) -> None:
+    """dx[m, c, s] = sum of dy[m, oc, s] / kernel over the windows oc holding channel c.
+
+    dy (M, OC, S), dx (M, C, S), the geometry of :func:`mean_channel_pool_forward`.
+    """
+    g = checks.check_mean_channel_pool_backward(dy, dx, kernel, stride, pad)
+    canvas = _channel_canvas(g, dx.dtype, 0.0)
+    share = dy / dy.dtype.type(g.kernel)
+    for t in range(g.kernel):
+        _channel_tap(canvas, g, t)[...] += share
+    dx[...] = _channel_axis(canvas, g)

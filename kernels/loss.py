@@ -1,9 +1,10 @@
-"""Losses and accuracy for classification in Triton: softmax loss (forward and backward), multinomial
-logistic loss, accuracy.
+"""Losses and accuracy for classification in Triton: softmax loss (forward and backward), soft-label
+softmax loss (forward and backward), multinomial logistic loss, accuracy.
 
 Mirrors :mod:`mocha_triton.cpu_ref.loss`, whose docstring gives the semantics (Mocha's). Shapes:
 scores ``x`` (or ``prob``) ``(N, C, *S)``, labels ``(N, *S)`` or ``(N, 1, *S)`` holding class indices
-(float32, int32 or int64; the kernels load them in their own dtype and convert to int64).
+(float32, int32 or int64; the kernels load them in their own dtype and convert to int64), or a float32
+soft ``target`` of the shape of ``x``.
 
 How the kernels are organised. A *position* is one flat index ``p = n * S + s`` over ``N * prod(S)``;
 its C scores sit at ``x[n, c, s] = base_p + c * S`` with ``base_p = n * C * S + s`` (all offsets
@@ -11,12 +12,15 @@ int64).
 
 * Per-position kernels (loss forward, multinomial loss, accuracy) run a 1-D grid, one program per
   ``BLOCK_P`` positions. The softmax-loss forward walks C in ``BLOCK_C`` steps with an **online**
-  max/sum-exp (masked lanes load -inf), writes ``lse`` and one partial loss per program; the
-  accuracy kernel counts, in the same walk, the classes that score strictly higher than the label.
+  max/sum-exp (masked lanes load -inf, :func:`_logsumexp_walk`), writes ``lse`` and one partial loss
+  per program; the soft-label forward does the same walk, then a second one over C for
+  ``sum_c q * max(x - lse, log 1e-20)`` (the clamp needs ``lse`` first). The accuracy kernel counts,
+  in a walk of its own, the classes that score strictly higher than the label.
 * **Deterministic reductions, no float atomics**: per-program partials go to a ``torch.empty``
   buffer, then a single program adds them in a fixed order (:func:`loss_total_kernel` also divides by
   ``N * prod(S)``; :func:`count_total_kernel` adds int64 counts). Results are bit-identical run to run.
-* The backward is elementwise: a 2-D grid of (position tile, class tile) programs reads ``lse``.
+* The backwards are elementwise: a 2-D grid of (position tile, class tile) programs reads ``lse``.
+  The soft-label backward writes the logits' and the target's gradients, each behind a constexpr flag.
 * Class weights are normalised (``w / mean(w) = w * C / sum(w)``) by one small program into a
   scratch buffer that the other kernels gather from; without weights a constexpr flag drops the gather.
 * Labels are validated on the host by the shared checks (a copy of the label to the host), so the
@@ -115,11 +119,9 @@ def normalize_class_weights_kernel(w_ptr, out_ptr, C, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def softmax_loss_forward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, partial_ptr, P, C, S,
-                                HAS_WEIGHTS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    """For BLOCK_P positions: lse[p] = logsumexp_c x[n, c, s], walking C in BLOCK_C steps with an online
-    max and sum of exp; partial[pid] = sum_p -w[l_p] * max(x[n, l_p, s] - lse[p], log(1e-20))."""
-    pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
+def _logsumexp_walk(x_ptr, base, pos_mask, C, S, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """(BLOCK_P,) logsumexp_c x[n, c, s] of the positions, walking C in BLOCK_C steps with an online max
+    and sum of exp (masked lanes load -inf); positions past P get a finite value, never to be stored."""
     row_max = tl.full((BLOCK_P,), float("-inf"), tl.float32)
     sum_exp = tl.zeros((BLOCK_P,), tl.float32)
     for c0 in range(0, C, BLOCK_C):
@@ -129,8 +131,17 @@ def softmax_loss_forward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, partial_p
         shift = tl.where(new_max == float("-inf"), 0.0, new_max)
         sum_exp = sum_exp * tl.exp(row_max - shift) + tl.sum(tl.exp(x - shift[None, :]), axis=0)
         row_max = new_max
-    # Positions past P saw only -inf: give them a finite lse (never stored) instead of log(0).
-    lse = tl.where(pos_mask, row_max, 0.0) + tl.log(tl.where(pos_mask, sum_exp, 1.0))
+    # Positions past P saw only -inf: give them a finite lse instead of log(0).
+    return tl.where(pos_mask, row_max, 0.0) + tl.log(tl.where(pos_mask, sum_exp, 1.0))
+
+
+@triton.jit
+def softmax_loss_forward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, partial_ptr, P, C, S,
+                                HAS_WEIGHTS: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """For BLOCK_P positions: lse[p] = logsumexp_c x[n, c, s] (an online walk over C);
+    partial[pid] = sum_p -w[l_p] * max(x[n, l_p, s] - lse[p], log(1e-20))."""
+    pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
+    lse = _logsumexp_walk(x_ptr, base, pos_mask, C, S, BLOCK_C, BLOCK_P)
     tl.store(lse_ptr + pos, lse, mask=pos_mask)
 
     labels = _load_labels(label_ptr, pos, pos_mask)
@@ -155,6 +166,44 @@ def softmax_loss_backward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, dx_ptr, 
     dx = factor[None, :] * (tl.exp(x - lse[None, :]) - onehot)
     mask = (classes < C)[:, None] & pos_mask[None, :]
     tl.store(dx_ptr + base[None, :] + classes.to(tl.int64)[:, None] * S, dx, mask=mask)
+
+
+@triton.jit
+def softlabel_softmax_loss_forward_kernel(x_ptr, target_ptr, lse_ptr, partial_ptr, P, C, S,
+                                          BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """For BLOCK_P positions: lse[p] = logsumexp_c x[n, c, s] (a first walk over C), then
+    partial[pid] = -sum over the positions and classes of q * max(x - lse[p], log(1e-20)) (a second walk:
+    the clamp needs lse)."""
+    pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
+    lse = _logsumexp_walk(x_ptr, base, pos_mask, C, S, BLOCK_C, BLOCK_P)
+    tl.store(lse_ptr + pos, lse, mask=pos_mask)
+    total = tl.zeros((BLOCK_P,), tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        classes = c0 + tl.arange(0, BLOCK_C)
+        x = _class_tile(x_ptr, base, pos_mask, classes, C, S, 0.0)
+        q = _class_tile(target_ptr, base, pos_mask, classes, C, S, 0.0)  # masked lanes: q = 0 adds nothing
+        total += tl.sum(q * tl.maximum(x - lse[None, :], LOG_MIN_P), axis=0)
+    tl.store(partial_ptr + tl.program_id(0), -tl.sum(total, axis=0))
+
+
+@triton.jit
+def softlabel_softmax_loss_backward_kernel(x_ptr, target_ptr, lse_ptr, dx_ptr, dtarget_ptr, P, C, S, coef,
+                                           HAS_DX: tl.constexpr, HAS_DTARGET: tl.constexpr,
+                                           BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+    """On the tile of program (position tile, class tile), coef = scale / (N * prod(S)):
+    dx = coef * (exp(x - lse[p]) - q) and dtarget = -coef * max(x - lse[p], log(1e-20)); a constexpr
+    flag skips a gradient that is not wanted (its pointer is then never written)."""
+    pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
+    classes = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    lse = tl.load(lse_ptr + pos, mask=pos_mask, other=0.0)
+    x = _class_tile(x_ptr, base, pos_mask, classes, C, S, 0.0)
+    mask = (classes < C)[:, None] & pos_mask[None, :]
+    offs = base[None, :] + classes.to(tl.int64)[:, None] * S
+    if HAS_DX:
+        q = _class_tile(target_ptr, base, pos_mask, classes, C, S, 0.0)
+        tl.store(dx_ptr + offs, coef * (tl.exp(x - lse[None, :]) - q), mask=mask)
+    if HAS_DTARGET:
+        tl.store(dtarget_ptr + offs, -coef * tl.maximum(x - lse[None, :], LOG_MIN_P), mask=mask)
 
 
 @triton.jit
@@ -263,6 +312,45 @@ def softmax_loss_backward(x: torch.Tensor, label: torch.Tensor, class_weights: t
         **_launch(BACKWARD_WARPS, HAS_WEIGHTS=weights is not None, BLOCK_C=block_c, BLOCK_P=block_p))
 
 
+def softlabel_softmax_loss_forward(x: torch.Tensor, target: torch.Tensor, lse: torch.Tensor,
+                                   loss: torch.Tensor) -> None:
+    """Fused softmax + cross-entropy with a target distribution (Mocha's SoftlabelSoftmaxLossLayer), along axis 1.
+
+    x, target: (N, C, *S). Writes lse (N, *S) = logsumexp of x over C, and loss (1,) =
+    sum over all elements of -target * max(x - lse, log(1e-20)) / (N * prod(S)).
+    """
+    g = checks.check_softlabel_softmax_loss_forward(x, target, lse, loss, FLOAT32)
+    same_device("softlabel_softmax_loss_forward", {"x": x, "target": target, "lse": lse, "loss": loss})
+    block_c, block_p = class_blocks(g.c)
+    n_programs = triton.cdiv(g.positions, block_p)
+    partial = torch.empty(n_programs, dtype=torch.float32, device=x.device)
+    softlabel_softmax_loss_forward_kernel[(n_programs,)](x, target, lse, partial, g.positions, g.c, g.s,
+                                                         **_launch(BLOCK_C=block_c, BLOCK_P=block_p))
+    _finish_loss(partial, loss, g.positions)
+
+
+def softlabel_softmax_loss_backward(x: torch.Tensor, target: torch.Tensor, lse: torch.Tensor,
+                                    dx: torch.Tensor | None, dtarget: torch.Tensor | None,
+                                    scale: float = 1.0) -> None:
+    """Gradients of softlabel_softmax_loss_forward from the stored lse (N, *S); either output may be None.
+
+    dx (N, C, *S) = scale * (exp(x - lse) - target) / (N * prod(S)) (exact when the target sums to 1
+    over C); dtarget = -scale * max(x - lse, log(1e-20)) / (N * prod(S)).
+    """
+    g, scale = checks.check_softlabel_softmax_loss_backward(x, target, lse, dx, dtarget, scale, FLOAT32)
+    same_device("softlabel_softmax_loss_backward",
+                {"x": x, "target": target, "lse": lse, "dx": dx, "dtarget": dtarget})
+    if dx is None and dtarget is None:
+        return
+    block_c, block_p = class_blocks(g.c, BACKWARD_TILE)
+    grid = (triton.cdiv(g.positions, block_p), triton.cdiv(g.c, block_c))
+    softlabel_softmax_loss_backward_kernel[grid](
+        x, target, lse, x if dx is None else dx, x if dtarget is None else dtarget, g.positions, g.c, g.s,
+        scale / g.positions,
+        **_launch(BACKWARD_WARPS, HAS_DX=dx is not None, HAS_DTARGET=dtarget is not None, BLOCK_C=block_c,
+                  BLOCK_P=block_p))
+
+
 def multinomial_logistic_loss_forward(prob: torch.Tensor, label: torch.Tensor, class_weights: torch.Tensor | None,
                                       loss: torch.Tensor, normalize: str = "local") -> None:
     """Multinomial logistic loss on probabilities (Mocha's MultinomialLogisticLossLayer; no backward).
@@ -328,4 +416,17 @@ def compile_cases() -> list[CompileCase]:
                         {"prob_ptr": f32, "label_ptr": label_type, "weight_ptr": f32, "partial_ptr": f32, **sizes},
                         {"HAS_WEIGHTS": has_weights, "BLOCK_P": GPU_BLOCK_POSITIONS}, NUM_WARPS, NUM_STAGES, tag),
         ]
+    for c in (10, 1000):
+        block_c, block_p = class_blocks(c, GPU_TILE)
+        cases.append(CompileCase(softlabel_softmax_loss_forward_kernel,
+                                 {"x_ptr": f32, "target_ptr": f32, "lse_ptr": f32, "partial_ptr": f32, **sizes},
+                                 {"BLOCK_C": block_c, "BLOCK_P": block_p}, NUM_WARPS, NUM_STAGES, f"C={c}"))
+        block_c, block_p = class_blocks(c, GPU_BACKWARD_TILE)
+        for has_dx, has_dtarget in ((True, True), (True, False), (False, True)):
+            cases.append(CompileCase(
+                softlabel_softmax_loss_backward_kernel,
+                {"x_ptr": f32, "target_ptr": f32, "lse_ptr": f32, "dx_ptr": f32, "dtarget_ptr": f32, **sizes,
+                 "coef": "fp32"},
+                {"HAS_DX": has_dx, "HAS_DTARGET": has_dtarget, "BLOCK_C": block_c, "BLOCK_P": block_p},
+                BACKWARD_WARPS, NUM_STAGES, f"C={c},dx={has_dx},dtarget={has_dtarget}"))
     return cases

@@ -1,5 +1,5 @@
-"""Pointwise losses in Triton: square loss, binary cross-entropy, hinge loss (forward and backward) and
-binary accuracy.
+"""Pointwise losses in Triton: square loss, binary cross-entropy, hinge loss, Gaussian KL loss (forward and
+backward) and binary accuracy.
 
 Mirrors :mod:`mocha_triton.cpu_ref.pointwise_loss`, whose docstring gives the formulas. Prediction and
 target are flat contiguous float32 tensors of one shape ``(N, ...)``.
@@ -69,6 +69,18 @@ def hinge_loss_partial_kernel(pred_ptr, label_ptr, partial_ptr, numel, BLOCK: tl
 
 
 @triton.jit
+def gaussian_kl_loss_partial_kernel(mu_ptr, sigma_ptr, partial_ptr, numel, BLOCK: tl.constexpr):
+    """partial[p] = sum over this program's elements of mu**2 + sigma**2 - 2 log(sigma) - 1."""
+    pid = tl.program_id(0)
+    offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    mu = tl.load(mu_ptr + offs, mask=mask, other=0.0)
+    sigma = tl.load(sigma_ptr + offs, mask=mask, other=1.0)
+    term = mu * mu + sigma * sigma - 2.0 * tl.log(sigma) - 1.0
+    tl.store(partial_ptr + pid, tl.sum(tl.where(mask, term, 0.0), axis=0))
+
+
+@triton.jit
 def binary_accuracy_partial_kernel(pred_ptr, label_ptr, partial_ptr, threshold, numel, BLOCK: tl.constexpr):
     """partial[p] = this program's count of elements with (pred > threshold) == (label > threshold), int64."""
     pid = tl.program_id(0)
@@ -121,6 +133,19 @@ def hinge_loss_backward_kernel(pred_ptr, label_ptr, dpred_ptr, dlabel_ptr, coef,
         tl.store(dpred_ptr + offs, tl.where(violated, coef * label, 0.0), mask=mask)
     if HAS_DLABEL:
         tl.store(dlabel_ptr + offs, tl.where(violated, coef * pred, 0.0), mask=mask)
+
+
+@triton.jit
+def gaussian_kl_loss_backward_kernel(mu_ptr, sigma_ptr, dmu_ptr, dsigma_ptr, coef, numel,
+                                     HAS_DMU: tl.constexpr, HAS_DSIGMA: tl.constexpr, BLOCK: tl.constexpr):
+    """dmu = coef * mu; dsigma = coef * (sigma - 1 / sigma); coef = scale / N."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < numel
+    if HAS_DMU:
+        tl.store(dmu_ptr + offs, coef * tl.load(mu_ptr + offs, mask=mask, other=0.0), mask=mask)
+    if HAS_DSIGMA:
+        sigma = tl.load(sigma_ptr + offs, mask=mask, other=1.0)
+        tl.store(dsigma_ptr + offs, coef * (sigma - tl.div_rn(1.0, sigma)), mask=mask)
 
 
 # --- host wrappers ------------------------------------------------------------------------------------
@@ -192,6 +217,20 @@ def hinge_loss_backward(pred: torch.Tensor, label: torch.Tensor, dpred: torch.Te
               {"pred": pred, "label": label, "dpred": dpred, "dlabel": dlabel}, -scale / n, ("HAS_DPRED", "HAS_DLABEL"))
 
 
+def gaussian_kl_loss_forward(mu: torch.Tensor, sigma: torch.Tensor, loss: torch.Tensor) -> None:
+    """loss[0] = sum(mu**2 + sigma**2 - 2 * log(sigma) - 1) / (2 * N)."""
+    n = checks.check_gaussian_kl_loss_forward(mu, sigma, loss, FLOAT32)
+    _forward("gaussian_kl_loss_forward", gaussian_kl_loss_partial_kernel, mu, sigma, loss, 2 * n)
+
+
+def gaussian_kl_loss_backward(mu: torch.Tensor, sigma: torch.Tensor, dmu: torch.Tensor | None,
+                              dsigma: torch.Tensor | None, scale: float = 1.0) -> None:
+    """dmu = scale * mu / N; dsigma = scale * (sigma - 1 / sigma) / N. Either output may be None (not computed)."""
+    n, scale = checks.check_gaussian_kl_loss_backward(mu, sigma, dmu, dsigma, scale, FLOAT32)
+    _backward("gaussian_kl_loss_backward", gaussian_kl_loss_backward_kernel,
+              {"mu": mu, "sigma": sigma, "dmu": dmu, "dsigma": dsigma}, scale / n, ("HAS_DMU", "HAS_DSIGMA"))
+
+
 def binary_accuracy_forward(pred: torch.Tensor, label: torch.Tensor, correct: torch.Tensor,
                             threshold: float = 0.0) -> None:
     """correct[0] = the number of elements where (pred > threshold) == (label > threshold)."""
@@ -210,6 +249,7 @@ def compile_cases() -> list[CompileCase]:
         stream_compile_case(binary_cross_entropy_partial_kernel, {"prob_ptr": "*fp32", "label_ptr": "*fp32",
                                                                   **forward}),
         stream_compile_case(hinge_loss_partial_kernel, {"pred_ptr": "*fp32", "label_ptr": "*fp32", **forward}),
+        stream_compile_case(gaussian_kl_loss_partial_kernel, {"mu_ptr": "*fp32", "sigma_ptr": "*fp32", **forward}),
         stream_compile_case(binary_accuracy_partial_kernel, {"pred_ptr": "*fp32", "label_ptr": "*fp32",
                                                              "partial_ptr": "*i64", "threshold": "fp32",
                                                              "numel": "i64"}),
@@ -225,6 +265,11 @@ def compile_cases() -> list[CompileCase]:
                 {"prob_ptr": "*fp32", "label_ptr": "*fp32", "dprob_ptr": "*fp32", "dlabel_ptr": "*fp32",
                  "coef": "fp32", "numel": "i64"},
                 {"HAS_DPROB": has_a, "HAS_DLABEL": has_b}, label=f"dprob={has_a},dlabel={has_b}"))
+            cases.append(stream_compile_case(
+                gaussian_kl_loss_backward_kernel,
+                {"mu_ptr": "*fp32", "sigma_ptr": "*fp32", "dmu_ptr": "*fp32", "dsigma_ptr": "*fp32",
+                 "coef": "fp32", "numel": "i64"},
+                {"HAS_DMU": has_a, "HAS_DSIGMA": has_b}, label=f"dmu={has_a},dsigma={has_b}"))
             cases.append(stream_compile_case(
                 hinge_loss_backward_kernel,
                 {"pred_ptr": "*fp32", "label_ptr": "*fp32", "dpred_ptr": "*fp32", "dlabel_ptr": "*fp32",

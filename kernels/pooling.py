@@ -1,4 +1,5 @@
-"""Max and mean 2-D pooling in Triton, with Caffe's rules.
+"""Max and mean 2-D pooling in Triton, with Caffe's rules; max and mean channel pooling (1-D pooling along
+the middle axis of an ``(M, C, S)`` view, Mocha's ChannelPoolingLayer).
 
 Mirrors :mod:`mocha_triton.cpu_ref.pooling`; the rules (output size, window clipping, mean divisor,
 first strict maximum, ``-inf``/NaN handling) are written down in :mod:`mocha_triton.checks.pooling`.
@@ -28,6 +29,17 @@ interpreter costs about (programs x tl ops), nearly whatever the tile size, and 
 4x4 maps) would make thousands of tiny programs: there each launch fits its tiles to its shape
 (:func:`_interpreter_config`), the whole plane in one tile and as many planes per program as fit in
 ``INTERPRETER_TILE_ELEMENTS``.
+
+**Channel pooling** kernels stream the ``(M, R, S)`` array they write (``R = OC`` forward, ``C``
+backward) as ``M * R`` rows of ``S`` elements, one ``BLOCK_R x BLOCK_S`` tile per program of a flat 1-D
+grid (:func:`channel_blocks`: as much of a row as fits in a tile of ``CHANNEL_TILE`` elements, so the
+loads are coalesced along ``s`` and ``S == 1``, pooling the last axis, still fills a tile with rows).
+Rows are int64 and split into ``(m, r)`` once per row. The forwards walk the ``kernel`` taps of each
+row's window in a runtime loop, one masked load per tap (``other=-inf`` for max, 0 for mean; mean
+divides by ``kernel`` with ``div_rn``). The backwards are atomic-free gathers again: a lane owns one
+input element ``(m, c, s)`` and visits the at most ``ceil(kernel / stride)`` windows that can hold
+channel ``c``, the last one first, ``oc = (c + front) // stride`` (non-negative operands), the same
+order in which the NumPy reference adds them.
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ import triton
 import triton.language as tl
 
 from mocha_triton.checks import pooling as checks
-from mocha_triton.checks.pooling import Pool2dGeometry
+from mocha_triton.checks.pooling import ChannelPoolGeometry, Pool2dGeometry
 from mocha_triton.kernels._runtime import INTERPRET, CompileCase, autotune, only_config, same_device
 
 FLOAT32 = ("float32",)
@@ -59,6 +71,12 @@ INTERPRETER_CONFIG = triton.Config({"BLOCK_P": 2, "BLOCK_H": 4, "BLOCK_W": 4}, n
 FIT_INTERPRETER_TILES = True
 INTERPRETER_TILE_ELEMENTS = 1 << 14  # pixels per fitted interpreter program
 TUNE_KEY = ["H", "W", "OH", "OW", "KH", "KW", "SH", "SW"]
+# Channel pooling streams (no autotuning): tiles of 1024 elements at 4 warps on a GPU (8 per thread),
+# bigger ones in the interpreter, whose cost grows with the number of programs.
+GPU_CHANNEL_TILE = 1024
+CHANNEL_TILE = 8192 if INTERPRET else GPU_CHANNEL_TILE
+CHANNEL_WARPS = 4
+CHANNEL_STAGES = 1
 
 
 @triton.jit
@@ -257,6 +275,161 @@ def mean_pool2d_backward(dy: torch.Tensor, dx: torch.Tensor, kernel: tuple[int, 
         _launch(mean_pool2d_backward_kernel, g, g.h, g.w, dy, dx)
 
 
+# --- channel pooling ----------------------------------------------------------------------------------
+
+
+@triton.jit
+def _channel_tile(ROWS, R, S, BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """This program's tile of an (M, R, S) array seen as ROWS = M * R rows of S elements: the (BLOCK_R, 1)
+    int64 flat rows, split into m and r (one division per row, not per element), the (1, BLOCK_S)
+    columns s, and the mask of the tile's lanes inside the array."""
+    pid = tl.program_id(0).to(tl.int64)
+    tiles_s = tl.cdiv(S, BLOCK_S)
+    rows = (pid // tiles_s) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
+    s = (pid % tiles_s) * BLOCK_S + tl.arange(0, BLOCK_S)[None, :]
+    return rows, rows // R, rows % R, s, (rows < ROWS) & (s < S)
+
+
+@triton.jit
+def max_channel_pool_forward_kernel(x_ptr, y_ptr, argmax_ptr, ROWS, C, S, OC, K, STRIDE, FRONT,
+                                    BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """y[m, oc, s] = first strict maximum of x[m, c, s] over window oc; argmax its channel c (int32)."""
+    rows, m, oc, s, mask = _channel_tile(ROWS, OC, S, BLOCK_R, BLOCK_S)
+    start = oc * STRIDE - FRONT
+    x_lane = x_ptr + m * C * S + s
+    best = tl.full((BLOCK_R, BLOCK_S), float("-inf"), tl.float32)
+    # Start at the window's first channel, so a window of -inf (or NaN) still names one.
+    index = tl.broadcast_to(tl.maximum(start, 0), (BLOCK_R, BLOCK_S))
+    for t in range(K):
+        c = start + t
+        value = tl.load(x_lane + c * S, mask=mask & (c >= 0) & (c < C), other=float("-inf"))
+        greater = value > best  # NaN and masked lanes (-inf) are never greater
+        best = tl.where(greater, value, best)
+        index = tl.where(greater, c, index)
+    out = rows * S + s
+    tl.store(y_ptr + out, best, mask=mask)
+    tl.store(argmax_ptr + out, index.to(tl.int32), mask=mask)
+
+
+@triton.jit
+def mean_channel_pool_forward_kernel(x_ptr, y_ptr, ROWS, C, S, OC, K, STRIDE, FRONT,
+                                     BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """y[m, oc, s] = sum of x[m, c, s] over the channels of window oc, divided by K (Mocha)."""
+    rows, m, oc, s, mask = _channel_tile(ROWS, OC, S, BLOCK_R, BLOCK_S)
+    start = oc * STRIDE - FRONT
+    x_lane = x_ptr + m * C * S + s
+    total = tl.zeros((BLOCK_R, BLOCK_S), tl.float32)
+    for t in range(K):
+        c = start + t
+        total += tl.load(x_lane + c * S, mask=mask & (c >= 0) & (c < C), other=0.0)
+    tl.store(y_ptr + rows * S + s, tl.div_rn(total, tl.full((BLOCK_R, BLOCK_S), K, tl.float32)), mask=mask)
+
+
+@triton.jit
+def max_channel_pool_backward_kernel(dy_ptr, argmax_ptr, dx_ptr, ROWS, C, S, OC, K, STRIDE, FRONT, WINDOWS,
+                                     BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """dx[m, c, s] = sum of dy[m, oc, s] over the windows oc holding channel c whose argmax is c; the
+    WINDOWS = ceil(K / STRIDE) candidates oc = (c + FRONT) // STRIDE - j, j = 0, 1, ..."""
+    rows, m, c, s, mask = _channel_tile(ROWS, C, S, BLOCK_R, BLOCK_S)
+    last = (c + FRONT) // STRIDE  # the last window starting at or before c
+    out_lane = m * OC * S + s
+    total = tl.zeros((BLOCK_R, BLOCK_S), tl.float32)
+    for j in range(WINDOWS):
+        oc = last - j
+        ok = mask & (oc >= 0) & (oc < OC) & (c < oc * STRIDE - FRONT + K)
+        out = out_lane + oc * S
+        chosen = tl.load(argmax_ptr + out, mask=ok, other=-1)
+        total += tl.load(dy_ptr + out, mask=ok & (chosen == c), other=0.0)
+    tl.store(dx_ptr + rows * S + s, total, mask=mask)
+
+
+@triton.jit
+def mean_channel_pool_backward_kernel(dy_ptr, dx_ptr, ROWS, C, S, OC, K, STRIDE, FRONT, WINDOWS,
+                                      BLOCK_R: tl.constexpr, BLOCK_S: tl.constexpr):
+    """dx[m, c, s] = sum of dy[m, oc, s] / K over the windows oc holding channel c (candidates as in
+    max_channel_pool_backward_kernel)."""
+    rows, m, c, s, mask = _channel_tile(ROWS, C, S, BLOCK_R, BLOCK_S)
+    last = (c + FRONT) // STRIDE
+    out_lane = m * OC * S + s
+    divisor = tl.full((BLOCK_R, BLOCK_S), K, tl.float32)
+    total = tl.zeros((BLOCK_R, BLOCK_S), tl.float32)
+    for j in range(WINDOWS):
+        oc = last - j
+        ok = mask & (oc >= 0) & (oc < OC) & (c < oc * STRIDE - FRONT + K)
+        total += tl.div_rn(tl.load(dy_ptr + out_lane + oc * S, mask=ok, other=0.0), divisor)
+    tl.store(dx_ptr + rows * S + s, total, mask=mask)
+
+
+def channel_blocks(s: int, tile: int | None = None) -> tuple[int, int]:
+    """(BLOCK_R, BLOCK_S) of a channel-pooling tile of ``tile`` elements (default CHANNEL_TILE, read at
+    each launch) for rows of s elements: as much of a row as fits (a power of two), and as many rows as
+    fill the tile."""
+    tile = CHANNEL_TILE if tile is None else tile
+    block_s = min(triton.next_power_of_2(s), tile)
+    return tile // block_s, block_s
+
+
+def _channel_launch(kernel: Any, g: ChannelPoolGeometry, tensors: tuple[torch.Tensor, ...], backward: bool) -> None:
+    """Run a channel-pooling kernel on ``tensors`` over the rows of S elements it writes (M * OC for the
+    forwards, M * C for the backwards, which also take the number of candidate windows): one program
+    per tile, a flat 1-D grid."""
+    total_rows = g.m * (g.c if backward else g.oc)
+    if total_rows * g.s == 0:
+        return
+    block_r, block_s = channel_blocks(g.s)
+    grid = (triton.cdiv(total_rows, block_r) * triton.cdiv(g.s, block_s),)
+    windows = (triton.cdiv(g.kernel, g.stride),) if backward else ()
+    kernel[grid](*tensors, total_rows, g.c, g.s, g.oc, g.kernel, g.stride, g.front, *windows,
+                 BLOCK_R=block_r, BLOCK_S=block_s, num_warps=CHANNEL_WARPS, num_stages=CHANNEL_STAGES)
+
+
+def max_channel_pool_forward(x: torch.Tensor, y: torch.Tensor, argmax: torch.Tensor, kernel: int, stride: int,
+                             pad: tuple[int, int]) -> None:
+    """y[m, oc, s] = max of x[m, c, s] over window oc; argmax = its int32 channel index c.
+
+    x (M, C, S) float32; y (M, OC, S) float32 and argmax (M, OC, S) int32 with OC from
+    ``channel_pool_output_size``; pad = (front, back). The first strict maximum along the axis wins.
+    """
+    g = checks.check_max_channel_pool_forward(x, y, argmax, kernel, stride, pad, FLOAT32)
+    same_device("max_channel_pool_forward", {"x": x, "y": y, "argmax": argmax})
+    _channel_launch(max_channel_pool_forward_kernel, g, (x, y, argmax), backward=False)
+
+
+def max_channel_pool_backward(dy: torch.Tensor, argmax: torch.Tensor, dx: torch.Tensor, kernel: int, stride: int,
+                              pad: tuple[int, int]) -> None:
+    """dx[m, c, s] = sum of dy[m, oc, s] over the windows oc that hold channel c and whose argmax is c.
+
+    dy (M, OC, S) float32 and argmax (M, OC, S) int32 from :func:`max_channel_pool_forward`; dx (M, C, S)
+    float32, every element written once (a gather, no atomics).
+    """
+    g = checks.check_max_channel_pool_backward(dy, argmax, dx, kernel, stride, pad, FLOAT32)
+    same_device("max_channel_pool_backward", {"dy": dy, "argmax": argmax, "dx": dx})
+    _channel_launch(max_channel_pool_backward_kernel, g, (dy, argmax, dx), backward=True)
+
+
+def mean_channel_pool_forward(x: torch.Tensor, y: torch.Tensor, kernel: int, stride: int,
+                              pad: tuple[int, int]) -> None:
+    """y[m, oc, s] = (sum of x[m, c, s] over the channels of window oc) / kernel (Mocha's divisor).
+
+    x (M, C, S) float32; y (M, OC, S) float32. Sums are fp32, channels in increasing order.
+    """
+    g = checks.check_mean_channel_pool_forward(x, y, kernel, stride, pad, FLOAT32)
+    same_device("mean_channel_pool_forward", {"x": x, "y": y})
+    _channel_launch(mean_channel_pool_forward_kernel, g, (x, y), backward=False)
+
+
+def mean_channel_pool_backward(dy: torch.Tensor, dx: torch.Tensor, kernel: int, stride: int,
+                               pad: tuple[int, int]) -> None:
+    """dx[m, c, s] = sum of dy[m, oc, s] / kernel over the windows oc holding channel c.
+
+    dy (M, OC, S) float32, dx (M, C, S) float32, the geometry of :func:`mean_channel_pool_forward`; every
+    element of dx written once (a gather, no atomics).
+    """
+    g = checks.check_mean_channel_pool_backward(dy, dx, kernel, stride, pad, FLOAT32)
+    same_device("mean_channel_pool_backward", {"dy": dy, "dx": dx})
+    _channel_launch(mean_channel_pool_backward_kernel, g, (dy, dx), backward=True)
+
+
 def compile_cases() -> list[CompileCase]:
     f32, i32 = "*fp32", "*i32"
     sizes = {"PLANES": "i64", **dict.fromkeys(("H", "W", "OH", "OW", "KH", "SH", "SW", "PH", "PW"), "i32")}
@@ -271,5 +444,21 @@ def compile_cases() -> list[CompileCase]:
                         knobs, label=f"KW={kw}"),
             CompileCase(mean_pool2d_backward_kernel, {"dy_ptr": f32, "dx_ptr": f32, **sizes}, knobs,
                         label=f"KW={kw}"),
+        ]
+    channel = {"ROWS": "i64", "C": "i32", "S": "i64", "OC": "i32", "K": "i32", "STRIDE": "i32", "FRONT": "i32"}
+    for s in (1, 49, 4096):  # pooling the last axis, a 7x7 map, a 64x64 map
+        block_r, block_s = channel_blocks(s, GPU_CHANNEL_TILE)
+        knobs, label = {"BLOCK_R": block_r, "BLOCK_S": block_s}, f"S={s}"
+        cases += [
+            CompileCase(max_channel_pool_forward_kernel, {"x_ptr": f32, "y_ptr": f32, "argmax_ptr": i32, **channel},
+                        knobs, CHANNEL_WARPS, CHANNEL_STAGES, label),
+            CompileCase(mean_channel_pool_forward_kernel, {"x_ptr": f32, "y_ptr": f32, **channel},
+                        knobs, CHANNEL_WARPS, CHANNEL_STAGES, label),
+            CompileCase(max_channel_pool_backward_kernel, {"dy_ptr": f32, "argmax_ptr": i32, "dx_ptr": f32,
+                                                           **channel, "WINDOWS": "i32"},
+                        knobs, CHANNEL_WARPS, CHANNEL_STAGES, label),
+            CompileCase(mean_channel_pool_backward_kernel, {"dy_ptr": f32, "dx_ptr": f32, **channel,
+                                                            "WINDOWS": "i32"},
+                        knobs, CHANNEL_WARPS, CHANNEL_STAGES, label),
         ]
     return cases

@@ -23,16 +23,20 @@ from mocha_triton.layers.convolution import ConvolutionLayer
 from mocha_triton.layers.data import AsyncHDF5DataLayer, HDF5DataLayer, MemoryDataLayer
 from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer, TiedInnerProductLayer
-from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
+from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftlabelSoftmaxLossLayer, SoftmaxLossLayer
 from mocha_triton.layers.normalization import LRNLayer, LRNMode, PowerLayer
+from mocha_triton.layers.output import ArgmaxLayer, HDF5OutputLayer, Index2OnehotLayer, MemoryOutputLayer
 from mocha_triton.layers.pointwise_loss import (
     BinaryAccuracyLayer,
     BinaryCrossEntropyLossLayer,
+    GaussianKLLossLayer,
     HingeLossLayer,
     SquareLossLayer,
 )
-from mocha_triton.layers.pooling import Pooling, PoolingLayer
+from mocha_triton.layers.pooling import ChannelPoolingLayer, Pooling, PoolingLayer
+from mocha_triton.layers.random import RandomMaskLayer, RandomNormalLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
+from mocha_triton.layers.transport import WassersteinLossLayer
 from mocha_triton.layers.utility import ReshapeLayer, SplitLayer
 from mocha_triton.net import Net
 from mocha_triton.parallel import DataParallel
@@ -76,17 +80,19 @@ DataTransformers = transformers  # Mocha's module name: mt.DataTransformers.Scal
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "AsyncHDF5DataLayer", "Backend", "BinaryAccuracyLayer",
-    "BinaryCrossEntropyLossLayer", "Blob", "Coffee", "CoffeeLounge", "ConcatLayer", "ConstantInitializer",
-    "ConvolutionLayer", "CropLayer", "DataParallel", "DataTransformers", "DropoutLayer", "ElementWiseFunctors",
-    "ElementWiseLayer", "FAMILIES", "GaussianInitializer", "HDF5DataLayer", "HingeLossLayer", "IdentityLayer",
-    "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRNLayer", "LRNMode", "LRPolicy", "Layer", "LayerError",
-    "LayerState", "MemoryDataLayer", "MomPolicy", "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net",
-    "NeuronLayer", "NoCons", "NoRegu", "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer",
-    "Parameter", "Pooling", "PoolingLayer", "PowerLayer", "RMSProp", "ReshapeLayer", "SGD", "Snapshot",
-    "SnapshotError", "SoftmaxLayer", "SoftmaxLossLayer", "Solver", "SolverMethod", "SolverParameters",
-    "SolverState", "SplitLayer", "SquareLossLayer", "TiedInnerProductLayer", "TopologyError", "TrainingSummary",
-    "TritonBackend", "ValidationPerformance", "XavierInitializer", "__version__", "default_backend",
-    "export_flat_weights", "caffe", "datasets", "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons",
-    "save_snapshot", "transformers",
+    "AccuracyLayer", "Adadelta", "Adagrad", "Adam", "ArgmaxLayer", "AsyncHDF5DataLayer", "Backend",
+    "BinaryAccuracyLayer", "BinaryCrossEntropyLossLayer", "Blob", "ChannelPoolingLayer", "Coffee", "CoffeeLounge",
+    "ConcatLayer", "ConstantInitializer", "ConvolutionLayer", "CropLayer", "DataParallel", "DataTransformers",
+    "DropoutLayer", "ElementWiseFunctors", "ElementWiseLayer", "FAMILIES", "GaussianInitializer",
+    "GaussianKLLossLayer", "HDF5DataLayer", "HDF5OutputLayer", "HingeLossLayer", "IdentityLayer",
+    "Index2OnehotLayer", "InnerProductLayer", "L1Regu", "L2Cons", "L2Regu", "LRNLayer", "LRNMode", "LRPolicy",
+    "Layer", "LayerError", "LayerState", "MemoryDataLayer", "MemoryOutputLayer", "MomPolicy",
+    "MultinomialLogisticLossLayer", "NEURONS", "Nesterov", "Net", "NeuronLayer", "NoCons", "NoRegu",
+    "NullInitializer", "NumpyBackend", "OPS", "OpSpec", "OrthogonalInitializer", "Parameter", "Pooling",
+    "PoolingLayer", "PowerLayer", "RMSProp", "RandomMaskLayer", "RandomNormalLayer", "ReshapeLayer", "SGD",
+    "Snapshot", "SnapshotError", "SoftlabelSoftmaxLossLayer", "SoftmaxLayer", "SoftmaxLossLayer", "Solver",
+    "SolverMethod", "SolverParameters", "SolverState", "SplitLayer", "SquareLossLayer", "TiedInnerProductLayer",
+    "TopologyError", "TrainingSummary", "TritonBackend", "ValidationPerformance", "WassersteinLossLayer",
+    "XavierInitializer", "__version__", "default_backend", "export_flat_weights", "caffe", "datasets",
+    "latest_snapshot", "load_flat_weights", "load_snapshot", "neurons", "save_snapshot", "transformers",
 ]

@@ -354,6 +354,79 @@ _SPECS: list[OpSpec] = [
            "may be dy itself"),
         _p("power", "exponent"), _p("scale", "factor of x"), _p("shift", "added after scaling"),
     ), "Gradient of power_forward, from x."),
+    # --- index: argmax and one-hot encoding along the class axis -----------------------------------
+    OpSpec("index", "argmax_forward", (
+        _i("x", "(N, C, *S), ndim >= 2, C >= 1"),
+        _o("y", "(N, 1, *S) of x's dtype: the 0-based index of the maximum along axis 1, as a float"),
+    ), "Argmax along axis 1 (Mocha's ArgmaxLayer): ties go to the first index; a NaN counts as the maximum."),
+    OpSpec("index", "index_to_onehot", (
+        _LABEL,
+        _o("y", "(N, C, *S) float: 1 where c == label, else 0"),
+    ), "One-hot encoding along axis 1 (Mocha's Index2OnehotLayer); a label outside [0, C) or not integral is a "
+       "ValueError."),
+    # --- soft-label softmax loss (loss), Gaussian KL loss (pointwise_loss), channel pooling (pooling) ----
+    OpSpec("loss", "softlabel_softmax_loss_forward", (
+        _i("x", "(N, C, *S) logits"), _i("target", "same shape: a distribution over C at every position"),
+        _o("lse", "(N, *S) log-sum-exp of x along axis 1, kept for the backward"),
+        _o("loss", "(1,) sum of -target * max(x - lse, log 1e-20) over all elements / (N * prod(S))"),
+    ), "Fused softmax + cross-entropy with a target distribution (Mocha's SoftlabelSoftmaxLossLayer)."),
+    OpSpec("loss", "softlabel_softmax_loss_backward", (
+        _i("x", "(N, C, *S) logits"), _i("target", "same shape"),
+        _i("lse", "(N, *S) from softlabel_softmax_loss_forward"),
+        _o("dx", "scale * (softmax(x) - target) / (N * prod(S)), or None"),
+        _o("dtarget", "-scale * max(x - lse, log 1e-20) / (N * prod(S)), or None"),
+        _p("scale", "loss weight multiplying the gradients", 1.0),
+    ), "Gradients of softlabel_softmax_loss_forward (dx is exact when target sums to 1 over axis 1; None for "
+       "one not wanted)."),
+    OpSpec("pointwise_loss", "gaussian_kl_loss_forward", (
+        _i("mu", "(N, ...) means"), _i("sigma", "same shape, standard deviations > 0"),
+        _o("loss", "(1,) sum(mu**2 + sigma**2 - 2 log(sigma) - 1) / (2 * N)"),
+    ), "KL(N(mu, diag sigma**2) || N(0, I)) averaged over the N samples (Mocha's GaussianKLLossLayer)."),
+    OpSpec("pointwise_loss", "gaussian_kl_loss_backward", (
+        _i("mu", "(N, ...) means"), _i("sigma", "same shape"),
+        _o("dmu", "scale * mu / N, or None"), _o("dsigma", "scale * (sigma - 1 / sigma) / N, or None"),
+        _p("scale", "loss weight multiplying the gradients", 1.0),
+    ), "Gradients of gaussian_kl_loss_forward (None for one not wanted)."),
+    OpSpec("pooling", "max_channel_pool_forward", (
+        _i("x", "(M, C, S): the pooled axis in the middle"),
+        _o("y", "(M, OC, S), OC from channel_pool_output_size"),
+        _o("argmax", "(M, OC, S) int32 channel index c of the first maximum"),
+        _p("kernel", "window length, int >= 1"), _p("stride", "int >= 1"),
+        _p("pad", "(front, back) zero padding, each in [0, kernel)"),
+    ), "Max pooling along axis 1 with Mocha's ChannelPooling windows (see mocha_triton.checks.pooling)."),
+    OpSpec("pooling", "max_channel_pool_backward", (
+        _i("dy", "(M, OC, S)"), _i("argmax", "(M, OC, S) int32 from max_channel_pool_forward"),
+        _o("dx", "(M, C, S); each input gets the sum of dy over the windows whose argmax it is"),
+        _p("kernel", "as forward"), _p("stride", "as forward"), _p("pad", "as forward"),
+    ), "Channel max pooling gradient (a gather: deterministic, no atomics)."),
+    OpSpec("pooling", "mean_channel_pool_forward", (
+        _i("x", "(M, C, S)"), _o("y", "(M, OC, S): window sums divided by kernel (Mocha)"),
+        _p("kernel", "window length, int >= 1"), _p("stride", "int >= 1"),
+        _p("pad", "(front, back) zero padding, each in [0, kernel)"),
+    ), "Mean pooling along axis 1; always divides by kernel (padding counts as zeros)."),
+    OpSpec("pooling", "mean_channel_pool_backward", (
+        _i("dy", "(M, OC, S)"), _o("dx", "(M, C, S): sum of dy / kernel over the windows holding each input"),
+        _p("kernel", "as forward"), _p("stride", "as forward"), _p("pad", "as forward"),
+    ), "Channel mean pooling gradient."),
+    # --- transport: entropic optimal transport by Sinkhorn's iteration (the Wasserstein loss) -------
+    OpSpec("transport", "sinkhorn_forward", (
+        _i("pred", "(N, P) histograms a: non-negative, each row of the same mass as its target row"),
+        _i("target", "(N, Q) histograms b"),
+        _i("cost", "(P, Q) ground cost M, shared by the samples"),
+        _o("u", "(N, P) row scaling after n_iter iterations u <- a / (K @ (b / (K.T @ u))) from u = 1/P, "
+           "K = exp(-lambda_ * M); kept for the backward"),
+        _o("v", "(N, Q) column scaling b / (K.T @ u)"),
+        _o("sample_loss", "(N,) transport cost <diag(u) K diag(v), M> = u . ((K * M) @ v) of each sample"),
+        _o("loss", "(1,) mean of sample_loss over the N samples"),
+        _p("lambda_", "entropic regularisation > 0"), _p("n_iter", "Sinkhorn iterations, int >= 1"),
+    ), "Sinkhorn's iteration per sample and its transport cost (Mocha's WassersteinLossLayer forward)."),
+    OpSpec("transport", "sinkhorn_backward", (
+        _i("u", "(N, D) a scaling from sinkhorn_forward: u (gradient w.r.t. pred) or v (w.r.t. target)"),
+        _o("dpred", "(N, D) scale * (log u - c) / (lambda_ * N), log of max(u, 1e-20), c the row mean of "
+           "log u when center else 0; may be u itself"),
+        _p("lambda_", "the forward's lambda_"), _p("scale", "loss weight multiplying the gradient", 1.0),
+        _p("center", "subtract each row's mean (Frogner et al.'s zero-sum dual) or not (Mocha)", True),
+    ), "Dual potential of the entropic OT problem: its gradient w.r.t. the histogram once Sinkhorn converged."),
     # --- random ---------------------------------------------------------------------------------
     OpSpec("random", "uniform_fill", (
         _o("y", "any shape"), _p("low", "lower bound"), _p("high", "upper bound"),

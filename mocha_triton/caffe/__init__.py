@@ -46,6 +46,7 @@ __all__ = [
 # --- Caffe nets and solvers as mocha-triton objects (mocha_triton/caffe/convert.py, solver.py) ------
 from mocha_triton.caffe.convert import (  # noqa: E402
     SUPPORTED_TYPES,
+    CaffeArgMaxLayer,
     CaffeConversionError,
     CaffeReshapeLayer,
     InputLayer,
@@ -57,6 +58,7 @@ from mocha_triton.caffe.solver import CaffeTestPerformance, MultiStepLR, Sigmoid
 
 __all__ += [
     "SUPPORTED_TYPES",
+    "CaffeArgMaxLayer",
     "CaffeConversionError",
     "CaffeReshapeLayer",
     "CaffeTestPerformance",

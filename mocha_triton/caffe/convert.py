@@ -49,6 +49,10 @@ Eltwise                :class:`~mocha_triton.ElementWiseLayer`: SUM (with ``coef
                        warns), and so are MAX coefficients (Caffe ignores them too)
 Crop                   :class:`~mocha_triton.CropLayer`, Caffe's two-bottom form (``crop_param.axis``,
                        ``offset``; the second bottom gives the shape and gets no gradient)
+ArgMax                 :class:`~mocha_triton.ArgmaxLayer` (``dim`` = ``argmax_param.axis``; the batch
+                       axis is refused), or without an axis :class:`CaffeArgMaxLayer` (the index over
+                       all of a sample's values, top ``(N, 1, 1)``); only ``top_k: 1`` and
+                       ``out_max_val: false``. Ties give the first index (Caffe's sort gives the last)
 =====================  ===========================================================================
 
 Rules and deliberate choices
@@ -115,6 +119,7 @@ from mocha_triton.layers.dropout import DropoutLayer
 from mocha_triton.layers.inner_product import InnerProductLayer
 from mocha_triton.layers.loss import MultinomialLogisticLossLayer, SoftmaxLossLayer
 from mocha_triton.layers.normalization import LRNLayer, PowerLayer
+from mocha_triton.layers.output import ArgmaxLayer
 from mocha_triton.layers.pointwise_loss import SquareLossLayer
 from mocha_triton.layers.pooling import Pooling, PoolingLayer
 from mocha_triton.layers.softmax import SoftmaxLayer
@@ -133,7 +138,8 @@ from mocha_triton.parameter import (
 from mocha_triton.transformers import DataTransformer, Scale, SubMean
 
 __all__ = [
-    "SUPPORTED_TYPES", "CaffeConversionError", "CaffeFillerInitializer", "CaffeReshapeLayer", "InputLayer",
+    "SUPPORTED_TYPES", "CaffeArgMaxLayer", "CaffeConversionError", "CaffeFillerInitializer", "CaffeReshapeLayer",
+    "InputLayer",
     "InputState", "NoBiasInitializer", "UniformInitializer", "feed", "load_net", "load_weights",
 ]
 
@@ -141,7 +147,7 @@ __all__ = [
 SUPPORTED_TYPES = (
     "Accuracy", "Convolution", "Dropout", "EuclideanLoss", "Flatten", "HDF5Data", "InnerProduct", "Input", "LRN",
     "MemoryData", "MultinomialLogisticLoss", "Pooling", "Power", "ReLU", "Reshape", "Sigmoid", "Softmax",
-    "SoftmaxWithLoss", "Split", "TanH", "Concat", "Crop", "Eltwise",
+    "SoftmaxWithLoss", "Split", "TanH", "Concat", "Crop", "Eltwise", "ArgMax",
 )
 #: Data layers whose source mocha-triton cannot read: converted only through ``input_shapes``.
 REPLACEABLE_DATA_TYPES = ("Data", "ImageData", "WindowData", "DummyData")
@@ -306,6 +312,26 @@ class CaffeReshapeLayer(Layer):
         shape = self.output_shape(inputs[0].shape)
         inner = ReshapeLayer(name=self.name, bottoms=self.bottoms, tops=self.tops, shape=shape[1:])
         state = inner.setup(backend, inputs, diffs, phase)
+        state.layer = self
+        return state
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaffeArgMaxLayer(Layer):
+    """Caffe's ArgMax without an axis: for each sample, the index of the maximum over all its values (C
+    order, i.e. ``argmax(x[n].ravel())``), as a float in a top of shape ``(N, 1, 1)``. No backward.
+    :class:`~mocha_triton.ArgmaxLayer` does the work on the bottom viewed as ``(N, values, 1)``."""
+
+    def validate(self) -> None:
+        if len(self.bottoms) != 1 or len(self.tops) != 1:
+            raise self.fail(f"needs one bottom and one top, got bottoms {self.bottoms} and tops {self.tops}")
+
+    def setup(self, backend: Any, inputs: list[Blob], diffs: list[Blob | None], phase: str = "train") -> LayerState:
+        if len(inputs) != 1:
+            raise self.fail(f"got {len(inputs)} input blobs for bottoms {self.bottoms}")
+        x = inputs[0]
+        inner = ArgmaxLayer(name=self.name, bottoms=self.bottoms, tops=self.tops, dim=1)
+        state = inner.setup(backend, [x.reshape(x.shape[0], math.prod(x.shape[1:]), 1)], diffs, phase)
         state.layer = self
         return state
 
@@ -991,6 +1017,20 @@ class _Converter:
         p = node.lp.crop_param
         return CropLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, axis=int(p.axis),
                          offset=tuple(int(o) for o in p.offset))
+
+    def _argmax(self, node: _Node) -> Layer:
+        lp, p = node.lp, node.lp.argmax_param
+        if len(lp.bottom) != 1 or len(lp.top) != 1:
+            raise self.fail(lp, f"needs one bottom and one top, got {list(lp.bottom)} and {list(lp.top)}")
+        if p.out_max_val:
+            raise self.fail(lp, "argmax_param.out_max_val: true is not supported (only the indices)")
+        if p.top_k != 1:
+            raise self.fail(lp, f"argmax_param.top_k {p.top_k} is not supported (only 1)")
+        if not p.HasField("axis"):
+            return CaffeArgMaxLayer(name=node.name, bottoms=node.bottoms, tops=node.tops)
+        if p.axis == 0:
+            raise self.fail(lp, "argmax_param.axis 0 (the batch axis) is not supported")
+        return ArgmaxLayer(name=node.name, bottoms=node.bottoms, tops=node.tops, dim=int(p.axis))
 
 
 # --- public API --------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 The ops (softmax_loss_forward, softmax_loss_backward, multinomial_logistic_loss_forward,
 accuracy_forward) all take scores ``x`` (or probabilities ``prob``) of shape ``(N, C, *S)`` and a
-``label`` of shape ``(N, *S)`` or ``(N, 1, *S)``. Each check returns a :class:`LossGeometry`.
+``label`` of shape ``(N, *S)`` or ``(N, 1, *S)``. The soft-label softmax loss
+(softlabel_softmax_loss_forward/backward) takes a float ``target`` of the shape of ``x`` instead, whose
+values are not checked (a distribution over C at each position is expected). Each check returns a
+:class:`LossGeometry`.
 
 Besides shapes and dtypes these checks read **values**, on the host:
 
@@ -188,3 +191,42 @@ def check_accuracy_forward(x: Any, label: Any, correct: Any, top_k: Any = 1,
     _check_label(op, label, g, dtype)
     require_shape(op, "correct", correct, (1,))
     return g, int(top_k)
+
+
+def _check_soft_target(op: str, x: Any, target: Any) -> LossGeometry:
+    """Scores ``x`` (N, C, *S), not empty, and a ``target`` of the same shape (dtypes checked by the caller)."""
+    g = _geometry(op, "x", x)
+    if shape_of(target) != shape_of(x):
+        raise ValueError(f"{op}: target has shape {shape_of(target)}, expected {shape_of(x)} (the shape of x)")
+    return g
+
+
+def check_softlabel_softmax_loss_forward(x: Any, target: Any, lse: Any, loss: Any,
+                                         allowed: tuple[str, ...] = FLOAT_DTYPES) -> LossGeometry:
+    op = "softlabel_softmax_loss_forward"
+    floats = {"x": x, "target": target, "lse": lse, "loss": loss}
+    for name, a in floats.items():
+        require_float(op, name, a, allowed)
+    require_same_dtype(op, floats)
+    g = _check_soft_target(op, x, target)
+    require_shape(op, "lse", lse, g.position_shape)
+    require_shape(op, "loss", loss, (1,))
+    return g
+
+
+def check_softlabel_softmax_loss_backward(x: Any, target: Any, lse: Any, dx: Any, dtarget: Any, scale: Any = 1.0,
+                                          allowed: tuple[str, ...] = FLOAT_DTYPES) -> tuple[LossGeometry, float]:
+    """Return the geometry and ``scale`` as a float; ``dx`` and ``dtarget`` may each be None."""
+    op = "softlabel_softmax_loss_backward"
+    floats = {"x": x, "target": target, "lse": lse, "dx": dx, "dtarget": dtarget}
+    for name, a in floats.items():
+        if a is not None or name not in ("dx", "dtarget"):
+            require_float(op, name, a, allowed)
+    require_same_dtype(op, floats)
+    g = _check_soft_target(op, x, target)
+    scale = require_finite_scalar(op, "scale", scale)
+    require_shape(op, "lse", lse, g.position_shape)
+    for name in ("dx", "dtarget"):
+        if floats[name] is not None:
+            require_shape(op, name, floats[name], shape_of(x))
+    return g, scale

@@ -1,5 +1,5 @@
-"""Argument checks for the pointwise losses (square, binary cross-entropy, hinge, binary accuracy); shared
-by cpu_ref.pointwise_loss and kernels.pointwise_loss.
+"""Argument checks for the pointwise losses (square, binary cross-entropy, hinge, Gaussian KL, binary
+accuracy); shared by cpu_ref.pointwise_loss and kernels.pointwise_loss.
 
 Every op compares a prediction with a target of the same shape ``(N, ...)``, element by element, and
 averages over the N samples. The values of the targets are not checked (that would cost a copy to the
@@ -103,6 +103,23 @@ def check_hinge_loss_backward(pred: Any, label: Any, dpred: Any, dlabel: Any, sc
     op = "hinge_loss_backward"
     n = _check_pair(op, ("pred", "label"), pred, label, allowed)
     _check_gradients(op, ("pred", pred), {"dpred": dpred, "dlabel": dlabel}, allowed)
+    return n, require_finite_scalar(op, "scale", scale)
+
+
+def check_gaussian_kl_loss_forward(mu: Any, sigma: Any, loss: Any, allowed: tuple[str, ...] = FLOAT_DTYPES) -> int:
+    """Return N."""
+    op = "gaussian_kl_loss_forward"
+    n = _check_pair(op, ("mu", "sigma"), mu, sigma, allowed)
+    _check_loss_out(op, loss, dtype_name(mu), allowed)
+    return n
+
+
+def check_gaussian_kl_loss_backward(mu: Any, sigma: Any, dmu: Any, dsigma: Any, scale: Any,
+                                    allowed: tuple[str, ...] = FLOAT_DTYPES) -> tuple[int, float]:
+    """Return (N, scale); dmu and dsigma may each be None."""
+    op = "gaussian_kl_loss_backward"
+    n = _check_pair(op, ("mu", "sigma"), mu, sigma, allowed)
+    _check_gradients(op, ("mu", mu), {"dmu": dmu, "dsigma": dsigma}, allowed)
     return n, require_finite_scalar(op, "scale", scale)
 
 

@@ -29,10 +29,27 @@ alike):
 
 ``max_pool2d_backward`` takes no ``ceil_mode``: its output size is read from ``dy``, which must have
 the ceil-mode or the floor-mode size of ``dx``.
+
+**Channel pooling** (Mocha's ChannelPoolingLayer: 1-D pooling along one axis) works on a 3-D view
+``(M, C, S)`` of the blob, the pooled axis in the middle (``M`` the product of the axes before it, ``S``
+of those after it), with an int ``kernel`` and ``stride`` and a ``(front, back)`` padding pair:
+
+* **Output size** (:func:`channel_pool_output_size`): ``OC = ceil((C + front + back - kernel) /
+  stride) + 1``, then ``OC -= 1`` if ``(OC - 1) * stride >= C + front`` (Mocha's rule, always applied).
+* **Window** of output ``oc``: ``start = oc * stride - front``, channels ``[max(start, 0),
+  min(start + kernel, C))``. Max: the first strict maximum, as for 2-D pooling (a running maximum
+  from ``-inf`` pointing at the window's first channel; NaN is skipped); ``argmax`` is the int32
+  channel index ``c``. Mean: the sum over the window's channels divided by ``kernel``, always (Mocha:
+  padding and the part of a last window past the padding count as zeros).
+* **Arguments**: ``kernel >= 1``, ``stride >= 1``, ``0 <= front, back < kernel`` and ``kernel <= C +
+  front + back``, so that every window holds at least one channel (Mocha accepts any padding, and
+  with ``front >= kernel`` or ``back >= kernel`` reads outside the blob for windows of padding only);
+  ``C >= 1`` and below 2**31 (int32 argmax).
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +60,7 @@ from mocha_triton.checks.common import (
     require_array,
     require_float,
     require_ndim,
+    require_positive_int,
     require_same_dtype,
     require_shape,
     shape_of,
@@ -206,3 +224,128 @@ def check_mean_pool2d_backward(dy: Any, dx: Any, kernel: Any, stride: Any, pad: 
     require_shape(op, "dy", dy, g.y_shape)
     return g
 
+
+
+# --- channel pooling: 1-D pooling along the middle axis of an (M, C, S) view --------------------------
+
+
+@dataclass(frozen=True)
+class ChannelPoolGeometry:
+    """Every size of one channel pooling: input (m, c, s), kernel, stride, padding (front, back),
+    output (m, oc, s)."""
+
+    m: int
+    c: int
+    s: int
+    kernel: int
+    stride: int
+    front: int
+    back: int
+    oc: int
+
+    @property
+    def x_shape(self) -> tuple[int, int, int]:
+        return (self.m, self.c, self.s)
+
+    @property
+    def y_shape(self) -> tuple[int, int, int]:
+        return (self.m, self.oc, self.s)
+
+
+def _int_or_none(value: Any) -> int | None:
+    """``value`` as a Python int if it is an integer (not a bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def _channel_window(op: str, c: int, kernel: Any, stride: Any, pad: Any) -> tuple[int, int, int, int, int]:
+    """(kernel, stride, front, back, OC) for C channels; raises on bad values (module docstring)."""
+    k = require_positive_int(op, "kernel", kernel)
+    s = require_positive_int(op, "stride", stride)
+    ends = (pad, pad) if _int_or_none(pad) is not None else pad
+    try:
+        front, back = (_int_or_none(v) for v in ends)
+    except (TypeError, ValueError):
+        raise TypeError(f"{op}: pad must be an int or a pair (front, back) of ints, got {pad!r}") from None
+    if front is None or back is None:
+        raise TypeError(f"{op}: pad must hold ints, got {pad!r}")
+    if not (0 <= front < k and 0 <= back < k):
+        raise ValueError(f"{op}: pad {(front, back)} must be >= 0 and smaller than kernel {k} at both ends")
+    if c < 1:
+        raise ValueError(f"{op}: the pooled axis is empty")
+    if c >= MAX_PLANE:
+        raise ValueError(f"{op}: {c} channels are too many for int32 argmax indices")
+    if k > c + front + back:
+        raise ValueError(f"{op}: kernel {k} is larger than the padded axis {c + front + back}")
+    out = -(-(c + front + back - k) // s) + 1
+    if (out - 1) * s >= c + front:  # the last window would start in the back padding: drop it
+        out -= 1
+    return k, s, front, back, out
+
+
+def channel_pool_output_size(c: int, kernel: Any, stride: Any, pad: Any) -> int:
+    """OC, the pooled length of an axis of ``c`` channels (Mocha's rule, see the module docstring).
+
+    ``kernel`` and ``stride`` are ints, ``pad`` an int or a ``(front, back)`` pair. Raises like the ops
+    on bad values.
+    """
+    return _channel_window("channel_pool_output_size", int(c), kernel, stride, pad)[4]
+
+
+def _channel_geometry(op: str, x_name: str, x: Any, kernel: Any, stride: Any, pad: Any) -> ChannelPoolGeometry:
+    require_ndim(op, x_name, x, 3)
+    m, c, s = shape_of(x)
+    k, st, front, back, oc = _channel_window(op, c, kernel, stride, pad)
+    return ChannelPoolGeometry(m, c, s, k, st, front, back, oc)
+
+
+def check_max_channel_pool_forward(x: Any, y: Any, argmax: Any, kernel: Any, stride: Any, pad: Any,
+                                   allowed: tuple[str, ...] = FLOAT_DTYPES) -> ChannelPoolGeometry:
+    op = "max_channel_pool_forward"
+    require_float(op, "x", x, allowed)
+    require_float(op, "y", y, allowed)
+    require_same_dtype(op, {"x": x, "y": y})
+    _require_int32(op, "argmax", argmax)
+    g = _channel_geometry(op, "x", x, kernel, stride, pad)
+    require_shape(op, "y", y, g.y_shape)
+    require_shape(op, "argmax", argmax, g.y_shape)
+    return g
+
+
+def check_max_channel_pool_backward(dy: Any, argmax: Any, dx: Any, kernel: Any, stride: Any, pad: Any,
+                                    allowed: tuple[str, ...] = FLOAT_DTYPES) -> ChannelPoolGeometry:
+    op = "max_channel_pool_backward"
+    require_float(op, "dy", dy, allowed)
+    require_float(op, "dx", dx, allowed)
+    require_same_dtype(op, {"dy": dy, "dx": dx})
+    _require_int32(op, "argmax", argmax)
+    g = _channel_geometry(op, "dx", dx, kernel, stride, pad)
+    require_shape(op, "dy", dy, g.y_shape)
+    require_shape(op, "argmax", argmax, g.y_shape)
+    return g
+
+
+def check_mean_channel_pool_forward(x: Any, y: Any, kernel: Any, stride: Any, pad: Any,
+                                    allowed: tuple[str, ...] = FLOAT_DTYPES) -> ChannelPoolGeometry:
+    op = "mean_channel_pool_forward"
+    require_float(op, "x", x, allowed)
+    require_float(op, "y", y, allowed)
+    require_same_dtype(op, {"x": x, "y": y})
+    g = _channel_geometry(op, "x", x, kernel, stride, pad)
+    require_shape(op, "y", y, g.y_shape)
+    return g
+
+
+def check_mean_channel_pool_backward(dy: Any, dx: Any, kernel: Any, stride: Any, pad: Any,
+                                     allowed: tuple[str, ...] = FLOAT_DTYPES) -> ChannelPoolGeometry:
+    op = "mean_channel_pool_backward"
+    require_float(op, "dy", dy, allowed)
+    require_float(op, "dx", dx, allowed)
+    require_same_dtype(op, {"dy": dy, "dx": dx})
+    g = _channel_geometry(op, "dx", dx, kernel, stride, pad)
+    require_shape(op, "dy", dy, g.y_shape)
+    return g

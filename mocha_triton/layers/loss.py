@@ -1,5 +1,6 @@
-"""Classification losses: SoftmaxLossLayer (fused softmax + multinomial logistic loss) and
-MultinomialLogisticLossLayer (on given probabilities), with Mocha's semantics.
+"""Classification losses: SoftmaxLossLayer (fused softmax + multinomial logistic loss),
+MultinomialLogisticLossLayer (on given probabilities) and SoftlabelSoftmaxLossLayer (softmax +
+cross-entropy against a target distribution), with Mocha's semantics.
 
 Both take ``bottoms=[prediction, label]``. The prediction is ``(N, C, *S)``: N samples, C classes along
 axis 1 and optional spatial dimensions S (one classification per spatial position, as in a fully
@@ -14,6 +15,13 @@ The loss is averaged over the ``N * prod(S)`` positions; ``weights`` are optiona
 (length C) rescaled by ``normalize`` (``"local"``/``"global"``: to sum to C; ``"no"``: as given); see
 :mod:`mocha_triton.cpu_ref.loss` for the formulas. ``weight`` multiplies the loss and its gradient (to
 combine several losses in one objective).
+
+``SoftlabelSoftmaxLossLayer`` takes ``bottoms=[logits, target]`` with a target of the prediction's
+shape (or the same non-singleton dimensions) holding a probability distribution over the C classes at
+each position, instead of a class index.
+
+The class axis is Python's axis 1, Mocha's default ``dim=-2`` (Mocha counts Julia's column-major axes
+from the end; its ``-2`` is the axis just inside the batch axis, which row-major NCHW puts at 1).
 
 Loss layers follow the framework's protocol: ``state.loss`` is a Python float set by ``forward``;
 ``backward`` writes the gradient into the prediction's diff (when one is allocated).
@@ -60,9 +68,27 @@ def label_view(label: Blob, shape: tuple[int, ...]) -> Any:
     return label.data if label.shape == shape else label.reshape(shape).data
 
 
-def check_two_bottoms(layer: Layer) -> None:
+def target_shape_for(layer: Layer, pred_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
+    """Raise the layer's error unless the target can be viewed with the prediction's shape: the same
+    number of samples and the same non-singleton dimensions after it."""
+    squeeze = [d for d in pred_shape[1:] if d != 1]
+    if (len(pred_shape) >= 1 and pred_shape[0] >= 1 and len(target_shape) >= 1 and target_shape[0] == pred_shape[0]
+            and [d for d in target_shape[1:] if d != 1] == squeeze):
+        return
+    raise layer.fail(f"the target {layer.bottoms[1]!r} has shape {target_shape}, which does not match the prediction "
+                     f"{layer.bottoms[0]!r} of shape {pred_shape} (one target per prediction element)")
+
+
+def viewed(blob: Blob | None, shape: tuple[int, ...]) -> Any:
+    """The raw array of ``blob`` viewed with ``shape`` (None stays None)."""
+    if blob is None:
+        return None
+    return blob.data if blob.shape == shape else blob.reshape(shape).data
+
+
+def check_two_bottoms(layer: Layer, names: str = "prediction, label") -> None:
     if len(layer.bottoms) != 2:
-        raise layer.fail(f"needs bottoms=[prediction, label], got {layer.bottoms}")
+        raise layer.fail(f"needs bottoms=[{names}], got {layer.bottoms}")
     if layer.tops:
         raise layer.fail(f"has no tops (it is a sink), got {layer.tops}")
 
@@ -236,5 +262,76 @@ class MultinomialLogisticLossState(_LossState):
         self.loss = float(self.layer.weight) * float(self.loss_blob.to_numpy()[0])
 
 
-__all__ = ["MultinomialLogisticLossLayer", "MultinomialLogisticLossState", "SoftmaxLossLayer", "SoftmaxLossState",
-           "check_two_bottoms", "check_weight", "label_shape_for", "label_view", "run_layer_op"]
+# --- SoftlabelSoftmaxLossLayer -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoftlabelSoftmaxLossLayer(Layer):
+    """Softmax along the class axis followed by the cross-entropy with a target distribution (Mocha).
+
+    ``bottoms=[logits, target]``, both ``(N, C, *S)`` (the target may have another shape with the same
+    non-singleton dimensions, e.g. ``(N, C)`` for an ``(N, C, 1, 1)`` prediction). With ``p =
+    softmax(x)`` along axis 1 (Mocha's ``dim=-2``):
+
+    * ``loss = weight * sum -q * log(max(p, 1e-20)) / (N * prod(S))``, the sum over every element;
+    * the logits' gradient is ``weight * (p - q) / (N * prod(S))``, Mocha's formula: the exact
+      gradient when ``q`` sums to 1 over the classes at each position (not checked; Mocha's docs call
+      the layer "KL", which differs from this cross-entropy by the entropy of ``q``, a constant);
+    * the target's gradient, ``-weight * log(max(p, 1e-20)) / (N * prod(S))``, is written when the
+      target needs one (e.g. the output of a teacher net that trains too). Mocha never writes it, which
+      leaves whatever the diff held; here it is the exact gradient.
+    """
+
+    name: str = "softlabel-softmax-loss"
+    weight: float = 1.0
+
+    is_sink = True
+    has_loss = True
+    can_backprop = True
+
+    def validate(self) -> None:
+        check_two_bottoms(self, "logits, target")
+        check_weight(self, self.weight)
+
+    def setup(self, backend: Any, inputs: list[Blob], diffs: list[Blob | None],
+              phase: str = "train") -> SoftlabelSoftmaxLossState:
+        if len(inputs) != 2:
+            raise self.fail(f"expected 2 input blobs, got {len(inputs)}")
+        pred, target = inputs
+        if len(pred.shape) < 2 or 0 in pred.shape:
+            raise self.fail(f"the prediction {self.bottoms[0]!r} must be (N, C, ...) with ndim >= 2 and no empty "
+                            f"dimension, got shape {pred.shape}")
+        target_shape_for(self, pred.shape, target.shape)
+        n, _, *spatial = pred.shape
+        lse = Blob.empty(backend, (n, *spatial), f"{self.name}-lse", dtype=pred.dtype)
+        loss = Blob.empty(backend, (1,), f"{self.name}-loss", dtype=pred.dtype)
+        return SoftlabelSoftmaxLossState(self, backend, pred.shape, lse, loss)
+
+
+class SoftlabelSoftmaxLossState(_LossState):
+    layer: SoftlabelSoftmaxLossLayer
+
+    def __init__(self, layer: SoftlabelSoftmaxLossLayer, backend: Any, shape: tuple[int, ...], lse: Blob,
+                 loss_blob: Blob) -> None:
+        super().__init__(layer, backend)
+        self.shape = shape  # the prediction's shape; the target is viewed with it
+        self.lse = lse  # (N, *S) log-sum-exp of the logits, kept for the backward
+        self.loss_blob = loss_blob  # (1,) the unweighted loss
+
+    def forward(self, inputs: list[Blob]) -> None:
+        pred, target = inputs
+        self._run("softlabel_softmax_loss_forward", pred.data, viewed(target, self.shape), self.lse.data,
+                  self.loss_blob.data)
+        self.loss = float(self.layer.weight) * float(self.loss_blob.to_numpy()[0])
+
+    def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
+        pred, target = inputs
+        dx, dtarget = viewed(diffs[0], self.shape), viewed(diffs[1], self.shape)
+        if dx is not None or dtarget is not None:
+            self._run("softlabel_softmax_loss_backward", pred.data, viewed(target, self.shape), self.lse.data, dx,
+                      dtarget, float(self.layer.weight))
+
+
+__all__ = ["MultinomialLogisticLossLayer", "MultinomialLogisticLossState", "SoftlabelSoftmaxLossLayer",
+           "SoftlabelSoftmaxLossState", "SoftmaxLossLayer", "SoftmaxLossState", "check_two_bottoms", "check_weight",
+           "label_shape_for", "label_view", "run_layer_op", "target_shape_for", "viewed"]

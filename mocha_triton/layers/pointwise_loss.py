@@ -1,5 +1,5 @@
-"""Pointwise losses (Mocha): SquareLossLayer, BinaryCrossEntropyLossLayer, HingeLossLayer, and the
-BinaryAccuracyLayer statistic.
+"""Pointwise losses (Mocha): SquareLossLayer, BinaryCrossEntropyLossLayer, HingeLossLayer,
+GaussianKLLossLayer, and the BinaryAccuracyLayer statistic.
 
 Each takes ``bottoms=[prediction, target]`` of one shape ``(N, ...)`` (a target whose non-singleton
 dimensions match the prediction's, e.g. ``(N,)`` for an ``(N, 1)`` prediction, is viewed with the
@@ -16,13 +16,20 @@ multiplied by ``weight``:
                                   Both bottoms may receive gradients.
 ``HingeLossLayer``                ``weight * sum(max(0, 1 - y * pred)) / N`` for labels y in {-1, +1}
                                   (Mocha's CPU forward ignored ``weight``; here it always applies).
+``GaussianKLLossLayer``           ``bottoms=[mu, sigma]`` (by default the blobs "mu" and "sigma"), a
+                                  diagonal Gaussian's means and standard deviations (not log-variances):
+                                  ``weight * sum(mu^2 + sigma^2 - 2 log sigma - 1) / (2N)``, the KL
+                                  divergence from ``N(0, I)`` of a variational autoencoder. Gradients
+                                  ``weight * mu / N`` and ``weight * (sigma - 1/sigma) / N``. sigma must be
+                                  positive (not checked: ``sigma <= 0`` gives NaN or inf).
 ================================  ========================================================================
 
-``SquareLossLayer`` and ``HingeLossLayer`` are also statistics layers: ``"<name>-square-loss"`` /
-``"<name>-hinge-loss"`` is the running average of the (weighted) loss over the samples seen since the
-last ``reset_statistics`` (Mocha's keys). ``BinaryAccuracyLayer`` counts the elements where
-``(pred > threshold) == (label > threshold)`` (threshold 0 for -1/+1 labels, 0.5 for 0/1 labels) and
-reports ``"<name>-accuracy"`` (and ``"<name>-error"`` with ``report_error``).
+``SquareLossLayer``, ``HingeLossLayer`` and ``GaussianKLLossLayer`` are also statistics layers:
+``"<name>-square-loss"`` / ``"<name>-hinge-loss"`` / ``"<name>-encoder-loss"`` is the running average
+of the (weighted) loss over the samples seen since the last ``reset_statistics`` (Mocha's keys).
+``BinaryAccuracyLayer`` counts the elements where ``(pred > threshold) == (label > threshold)``
+(threshold 0 for -1/+1 labels, 0.5 for 0/1 labels) and reports ``"<name>-accuracy"`` (and
+``"<name>-error"`` with ``report_error``).
 """
 
 from __future__ import annotations
@@ -34,25 +41,7 @@ from typing import Any, ClassVar
 from mocha_triton.blob import Blob
 from mocha_triton.layers.accuracy import AccuracyCounts
 from mocha_triton.layers.base import Layer, LayerState
-from mocha_triton.layers.loss import check_two_bottoms, check_weight, run_layer_op
-
-
-def target_shape_for(layer: Layer, pred_shape: tuple[int, ...], target_shape: tuple[int, ...]) -> None:
-    """Raise the layer's error unless the target can be viewed with the prediction's shape: the same
-    number of samples and the same non-singleton dimensions after it."""
-    squeeze = [d for d in pred_shape[1:] if d != 1]
-    if (len(pred_shape) >= 1 and pred_shape[0] >= 1 and len(target_shape) >= 1 and target_shape[0] == pred_shape[0]
-            and [d for d in target_shape[1:] if d != 1] == squeeze):
-        return
-    raise layer.fail(f"the target {layer.bottoms[1]!r} has shape {target_shape}, which does not match the prediction "
-                     f"{layer.bottoms[0]!r} of shape {pred_shape} (one target per prediction element)")
-
-
-def viewed(blob: Blob | None, shape: tuple[int, ...]) -> Any:
-    """The raw array of ``blob`` viewed with ``shape`` (None stays None)."""
-    if blob is None:
-        return None
-    return blob.data if blob.shape == shape else blob.reshape(shape).data
+from mocha_triton.layers.loss import check_two_bottoms, check_weight, run_layer_op, target_shape_for, viewed
 
 
 class PointwiseLossState(LayerState):
@@ -161,6 +150,23 @@ class HingeLossLayer(_PointwiseLoss):
 
 
 @dataclass(frozen=True, kw_only=True)
+class GaussianKLLossLayer(_PointwiseLoss):
+    """``weight * sum(mu^2 + sigma^2 - 2 log sigma - 1) / (2N)`` for ``bottoms=[mu, sigma]`` (sigma the
+    standard deviation); also reports ``"<name>-encoder-loss"``."""
+
+    name: str = "gauss-kl-loss"
+    bottoms: tuple[str, ...] = ("mu", "sigma")
+    has_stats = True
+    forward_op = "gaussian_kl_loss_forward"
+    backward_op = "gaussian_kl_loss_backward"
+    stat_suffix = "encoder-loss"
+
+    def validate(self) -> None:
+        check_two_bottoms(self, "mu, sigma")
+        super().validate()
+
+
+@dataclass(frozen=True, kw_only=True)
 class BinaryAccuracyLayer(Layer):
     """The fraction of elements where ``(pred > threshold) == (label > threshold)``, accumulated until
     ``reset_statistics``."""
@@ -205,4 +211,5 @@ class BinaryAccuracyState(AccuracyCounts):
         self.add_counts(int(self.correct.to_numpy()[0]), math.prod(self.shape))
 
 
-__all__ = ["BinaryAccuracyLayer", "BinaryCrossEntropyLossLayer", "HingeLossLayer", "SquareLossLayer"]
+__all__ = ["BinaryAccuracyLayer", "BinaryCrossEntropyLossLayer", "GaussianKLLossLayer", "HingeLossLayer",
+           "SquareLossLayer"]

@@ -1,4 +1,5 @@
-"""PoolingLayer: max or mean pooling over 2-D windows of every channel, Caffe's rules.
+"""PoolingLayer: max or mean pooling over 2-D windows of every channel, Caffe's rules; ChannelPoolingLayer:
+max or mean pooling along one axis (Mocha's rules).
 
 Each bottom ``(N, C, H, W)`` gives a top ``(N, C, OH, OW)``; the bottoms may have different shapes.
 The output size rounds like Caffe by default (``ceil_mode=True``: ``OH = ceil((H + 2 ph - KH) / sh) + 1``,
@@ -13,15 +14,20 @@ Max pooling keeps the int32 position of every window's maximum (one "argmax" blo
 the backward routes each gradient to the input that won. A ``neuron`` is applied to the tops in
 place after pooling, and undone (its derivative applied to the top gradient in place) before the
 pooling backward, like Mocha.
+
+``ChannelPoolingLayer`` pools 1-D windows along one non-batch axis (by default the channels) of
+bottoms of any rank; see its docstring.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mocha_triton.blob import Blob
-from mocha_triton.checks.pooling import pool2d_output_size
+from mocha_triton.checks.pooling import channel_pool_output_size, pool2d_output_size
 from mocha_triton.layers.base import Layer, LayerState, as_pair, check_neuron
 from mocha_triton.neurons import Neuron
 
@@ -148,3 +154,145 @@ class PoolingState(LayerState):
                 self.ops.max_pool2d_backward(dy.data, self.argmax[i].data, dx.data, kernel, stride, pad)
             else:
                 self.ops.mean_pool2d_backward(dy.data, dx.data, kernel, stride, pad, layer.ceil_mode)
+
+
+# --- ChannelPoolingLayer -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelPoolingLayer(Layer):
+    """Pools 1-D windows along the axis ``channel_dim`` of each bottom (Mocha's ChannelPoolingLayer).
+
+    ``kernel`` and ``stride`` are ints; ``pad`` is ``(front, back)`` (an int pads both ends alike), each
+    in ``[0, kernel)``. Along an axis of C elements the top has ``OC = ceil((C + front + back - kernel) /
+    stride) + 1`` of them, one fewer when the last window would start in the back padding; window
+    ``oc`` covers ``[oc * stride - front, oc * stride - front + kernel)`` clipped to the axis. Max
+    keeps the first strict maximum (its index, for the backward); **mean divides by ``kernel``**
+    always, as Mocha does (padding and the part of a last window past the padding count as zeros,
+    unlike PoolingLayer's Caffe divisor). Bottoms may differ in shape and rank (>= 2); each gets its own top.
+
+    ``channel_dim`` is a Python axis of the row-major blob: 1 (the default, the channels of NCHW) up
+    to ``ndim - 1``, or negative counting from the end (``-1`` is the last axis); the batch axis 0
+    cannot be pooled. Mocha counts its column-major axes the other way: its ``channel_dim=d`` is
+    Python's ``-1 - d`` for ``d < 0`` (Mocha's default -2 is Python's 1) and ``ndim - d`` for ``d > 0``.
+
+    The rules are Mocha's, except that two kinds of configuration are errors here: a padding of
+    ``kernel`` or more at either end (Mocha then makes windows of padding only and reads outside the
+    blob for them) and a kernel longer than the padded axis (as in PoolingLayer; Mocha's size rule
+    then gives no window at all unless the stride is long enough).
+
+    Why not the 2-D pooling ops on an ``(M, 1, C, S)`` view with a ``(kernel, 1)`` window? They pad
+    both ends alike, where Mocha's ``(front, back)`` may differ (e.g. ``(1, 2)`` for a window of 4
+    centred as LRN centres it), which changes both the output size and the window starts; and their
+    mean divides by the window clipped to the padded axis (Caffe), where Mocha divides by ``kernel``:
+    the last window of ``C = 5, kernel = 3, stride = 3`` sums 2 channels and divides by 3 here, by 2
+    there. So channel pooling has ops of its own (``max_channel_pool_*`` and ``mean_channel_pool_*``
+    in the pooling family), on an ``(M, C, S)`` view: ``M`` the product of the axes before the pooled
+    one, ``S`` of those after it.
+    """
+
+    name: str = "channel-pooling"
+    kernel: int = 1
+    stride: int = 1
+    pad: tuple[int, int] = (0, 0)
+    channel_dim: int = 1
+    pooling: Any = field(default_factory=MaxPooling)
+
+    can_backprop = True
+
+    def validate(self) -> None:
+        for field_name in ("kernel", "stride"):
+            value = getattr(self, field_name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise self.fail(f"{field_name} must be an int >= 1, got {value!r}")
+        pad = self.pad if isinstance(self.pad, (tuple, list)) else (self.pad, self.pad)
+        try:
+            if len(pad) != 2 or any(isinstance(v, bool) for v in pad):
+                raise TypeError
+            pad = tuple(operator.index(v) for v in pad)
+        except TypeError:
+            raise self.fail(f"pad must be an int or a pair of ints (front, back), got {self.pad!r}") from None
+        if not all(0 <= v < self.kernel for v in pad):
+            raise self.fail(f"pad {pad} must be >= 0 and smaller than kernel {self.kernel} at both ends")
+        object.__setattr__(self, "pad", pad)
+        if isinstance(self.channel_dim, bool) or not isinstance(self.channel_dim, int) or self.channel_dim == 0:
+            raise self.fail(f"channel_dim must be a non-zero int (a Python axis; 0 is the batch axis), "
+                            f"got {self.channel_dim!r}")
+        if not isinstance(self.pooling, (MaxPooling, MeanPooling)):
+            raise self.fail(f"pooling must be Pooling.Max() or Pooling.Mean(), got {self.pooling!r}")
+        if not self.bottoms or len(self.bottoms) != len(self.tops):
+            raise self.fail(f"needs one top per bottom, got bottoms {self.bottoms} and tops {self.tops}")
+
+    @property
+    def is_max(self) -> bool:
+        return isinstance(self.pooling, MaxPooling)
+
+    def view(self, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """The ``(M, C, S)`` view of a bottom of ``input_shape`` that the ops pool along its axis 1."""
+        axis = self.axis(input_shape)
+        return math.prod(input_shape[:axis]), input_shape[axis], math.prod(input_shape[axis + 1:])
+
+    def axis(self, input_shape: tuple[int, ...]) -> int:
+        """The pooled axis of a bottom of ``input_shape`` as a non-negative Python axis; checks it."""
+        ndim = len(input_shape)
+        axis = self.channel_dim + ndim if self.channel_dim < 0 else self.channel_dim
+        if not 1 <= axis < ndim:
+            raise self.fail(f"channel_dim {self.channel_dim} is not a non-batch axis of a bottom of shape "
+                            f"{input_shape} (axes 1 to {ndim - 1}, or -1 to {1 - ndim})")
+        return axis
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The top shape of a bottom of ``input_shape``: the pooled axis shortened to OC; checks the input."""
+        axis = self.axis(input_shape)
+        try:
+            pooled = channel_pool_output_size(input_shape[axis], self.kernel, self.stride, self.pad)
+        except ValueError as error:
+            raise self.fail(f"{error} (a bottom of shape {input_shape})") from error
+        return (*input_shape[:axis], pooled, *input_shape[axis + 1:])
+
+    def setup(self, backend: Any, inputs: list[Blob], diffs: list[Blob | None],
+              phase: str = "train") -> ChannelPoolingState:
+        if len(inputs) != len(self.bottoms):
+            raise self.fail(f"got {len(inputs)} input blobs for bottoms {self.bottoms}")
+        shapes = [self.output_shape(blob.shape) for blob in inputs]
+        blobs = [Blob.empty(backend, shape, top, dtype=blob.dtype)
+                 for shape, top, blob in zip(shapes, self.tops, inputs)]
+        argmax = ([Blob.empty(backend, shape, top + "-argmax", dtype="int32") for shape, top in zip(shapes, self.tops)]
+                  if self.is_max else [])
+        views = [(self.view(blob.shape), self.view(shape)) for blob, shape in zip(inputs, shapes)]
+        return ChannelPoolingState(self, backend, blobs, argmax, views)
+
+
+class ChannelPoolingState(LayerState):
+    """Tops with the pooled axis shortened; for max pooling, one int32 argmax blob per top
+    (``state.argmax``, the index along the pooled axis of each output's maximum)."""
+
+    layer: ChannelPoolingLayer
+
+    def __init__(self, layer: ChannelPoolingLayer, backend: Any, blobs: list[Blob], argmax: list[Blob],
+                 views: list[tuple[tuple[int, int, int], tuple[int, int, int]]]) -> None:
+        super().__init__(layer, backend, blobs)
+        self.argmax = argmax
+        self.views = views  # the (M, C, S) views of each bottom and of its top
+
+    def forward(self, inputs: list[Blob]) -> None:
+        layer = self.layer
+        for i, (x, y, (x_view, y_view)) in enumerate(zip(inputs, self.blobs, self.views)):
+            x3, y3 = x.reshape(x_view).data, y.reshape(y_view).data
+            if layer.is_max:
+                self.ops.max_channel_pool_forward(x3, y3, self.argmax[i].reshape(y_view).data, layer.kernel,
+                                                  layer.stride, layer.pad)
+            else:
+                self.ops.mean_channel_pool_forward(x3, y3, layer.kernel, layer.stride, layer.pad)
+
+    def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
+        layer = self.layer
+        for i, (dy, dx, (x_view, y_view)) in enumerate(zip(self.blobs_diff, diffs, self.views)):
+            if dy is None or dx is None:
+                continue
+            dy3, dx3 = dy.reshape(y_view).data, dx.reshape(x_view).data
+            if layer.is_max:
+                self.ops.max_channel_pool_backward(dy3, self.argmax[i].reshape(y_view).data, dx3, layer.kernel,
+                                                   layer.stride, layer.pad)
+            else:
+                self.ops.mean_channel_pool_backward(dy3, dx3, layer.kernel, layer.stride, layer.pad)
