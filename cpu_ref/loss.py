@@ -20,8 +20,9 @@ spatial position ``p`` (one of the ``N * prod(S)``) is one classification.
   (N * prod(S))``.
 * **multinomial logistic loss**: the same loss on given probabilities,
   ``sum_p -w[l_p] * log(max(prob[l_p], 1e-20)) / (N * prod(S))``.
-* **accuracy**: the number of positions where fewer than ``top_k`` classes score strictly higher
-  than the label (``argmax == label`` for ``top_k=1`` without ties).
+* **accuracy**: the number of positions where fewer than ``top_k`` classes rank above the label (a
+  higher score, or an equal score at a lower class index: ``argmax == label`` for ``top_k=1``, with
+  argmax's first-index rule on ties, as Mocha).
 
 Everything is computed in the dtype of ``x`` on the flat ``(N, C, S)`` view; sums use NumPy's
 pairwise summation.
@@ -155,10 +156,13 @@ def multinomial_logistic_loss_forward(prob: np.ndarray, label: np.ndarray, class
 
 
 def accuracy_forward(x: np.ndarray, label: np.ndarray, correct: np.ndarray, top_k: int = 1) -> None:
-    """correct (1,) int64 = number of positions where fewer than top_k classes score strictly higher
-    than the label (for top_k=1 without ties: argmax == label). Divide by N * prod(S) for the accuracy.
+    """correct (1,) int64 = number of positions where fewer than top_k classes rank above the label: a
+    class ranks above it with a higher score, or an equal score at a lower class index (argmax's
+    first-index rule, so top_k=1 counts argmax == label, as Mocha). Divide by N * prod(S) for the accuracy.
     """
     g, top_k = checks.check_accuracy_forward(x, label, correct, top_k)
     xs, labels = _scores(x, g), _labels(label, g)
-    higher = (xs > _picked(xs, labels)[:, None, :]).sum(axis=1)
-    correct[0] = np.count_nonzero(higher < top_k)
+    picked = _picked(xs, labels)[:, None, :]
+    earlier = np.arange(g.c)[None, :, None] < labels[:, None, :]
+    ahead = ((xs > picked) | ((xs == picked) & earlier)).sum(axis=1)
+    correct[0] = np.count_nonzero(ahead < top_k)

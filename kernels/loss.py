@@ -15,7 +15,7 @@ int64).
   max/sum-exp (masked lanes load -inf, :func:`_logsumexp_walk`), writes ``lse`` and one partial loss
   per program; the soft-label forward does the same walk, then a second one over C for
   ``sum_c q * max(x - lse, log 1e-20)`` (the clamp needs ``lse`` first). The accuracy kernel counts,
-  in a walk of its own, the classes that score strictly higher than the label.
+  in a walk of its own, the classes that rank above the label.
 * **Deterministic reductions, no float atomics**: per-program partials go to a ``torch.empty``
   buffer, then a single program adds them in a fixed order (:func:`loss_total_kernel` also divides by
   ``N * prod(S)``; :func:`count_total_kernel` adds int64 counts). Results are bit-identical run to run.
@@ -220,16 +220,19 @@ def multinomial_logistic_loss_kernel(prob_ptr, label_ptr, weight_ptr, partial_pt
 @triton.jit
 def accuracy_kernel(x_ptr, label_ptr, partial_ptr, P, C, S, top_k,
                     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    """partial[pid] (int64) = number of this program's positions where fewer than top_k classes score
-    strictly higher than the label; C is walked in BLOCK_C steps (masked lanes read -inf, never higher)."""
+    """partial[pid] (int64) = number of this program's positions where fewer than top_k classes rank above
+    the label (a higher score, or an equal one at a lower class index); C is walked in BLOCK_C steps
+    (masked lanes read -inf and sit at indices >= C, never above)."""
     pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
     labels = _load_labels(label_ptr, pos, pos_mask)
     picked = tl.load(x_ptr + base + labels * S, mask=pos_mask, other=0.0)
-    higher = tl.zeros((BLOCK_P,), tl.int32)
+    ahead = tl.zeros((BLOCK_P,), tl.int32)
     for c0 in range(0, C, BLOCK_C):
-        x = _class_tile(x_ptr, base, pos_mask, c0 + tl.arange(0, BLOCK_C), C, S, float("-inf"))
-        higher += tl.sum((x > picked[None, :]).to(tl.int32), axis=0)
-    hits = (higher < top_k) & pos_mask
+        classes = c0 + tl.arange(0, BLOCK_C)
+        x = _class_tile(x_ptr, base, pos_mask, classes, C, S, float("-inf"))
+        above = (x > picked[None, :]) | ((x == picked[None, :]) & (classes[:, None] < labels[None, :]))
+        ahead += tl.sum(above.to(tl.int32), axis=0)
+    hits = (ahead < top_k) & pos_mask
     tl.store(partial_ptr + tl.program_id(0), tl.sum(hits.to(tl.int64), axis=0))
 
 
@@ -370,8 +373,9 @@ def multinomial_logistic_loss_forward(prob: torch.Tensor, label: torch.Tensor, c
 
 
 def accuracy_forward(x: torch.Tensor, label: torch.Tensor, correct: torch.Tensor, top_k: int = 1) -> None:
-    """correct (1,) int64 = number of positions where fewer than top_k classes score strictly higher
-    than the label (for top_k=1 without ties: argmax == label). Divide by N * prod(S) for the accuracy.
+    """correct (1,) int64 = number of positions where fewer than top_k classes rank above the label (a
+    higher score, or an equal one at a lower class index: top_k=1 counts argmax == label, first index on
+    ties). Divide by N * prod(S) for the accuracy.
     """
     g, top_k = checks.check_accuracy_forward(x, label, correct, top_k, FLOAT32)
     same_device("accuracy_forward", {"x": x, "label": label, "correct": correct})

@@ -209,8 +209,8 @@ _SPECS: list[OpSpec] = [
     OpSpec("loss", "accuracy_forward", (
         _i("x", "(N, C, *S) scores"), _LABEL,
         _o("correct", "(1,) int64: positions whose label scores in the top k"),
-        _p("top_k", "a position counts when fewer than top_k classes score strictly higher "
-           "than its label", 1),
+        _p("top_k", "a position counts when fewer than top_k classes rank above its label: a higher "
+           "score, or an equal score at a lower class index (argmax's first-index rule, Mocha)", 1),
     ), "Accuracy count (divide by N * prod(S) for the accuracy)."),
     # --- pointwise losses: a prediction against a target of the same shape (N, ...) -------------
     OpSpec("pointwise_loss", "square_loss_forward", (

@@ -273,11 +273,12 @@ def test_multinomial_on_softmax_equals_softmax_loss():
 
 
 def torch_accuracy(x: np.ndarray, label: np.ndarray, case: LossCase, top_k: int) -> int:
-    """Positions where fewer than top_k classes score strictly higher than the label."""
+    """Positions whose label is among the first top_k classes of a stable descending sort of the scores
+    (ties keep the lower class index first, like argmax)."""
     tx = _torch(x)
     labels = torch_labels(label, case)
-    label_score = tx.gather(1, labels.unsqueeze(1))
-    return int(((tx > label_score).sum(dim=1) < top_k).sum())
+    order = torch.sort(tx, dim=1, descending=True, stable=True).indices[:, :top_k]
+    return int((order == labels.unsqueeze(1)).any(dim=1).sum())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -312,9 +313,10 @@ def test_accuracy_tie_rules_by_hand():
         for top_k in (1, 2, 3):
             counts[label, top_k] = call_op(CPU, "accuracy_forward", x=x, label=np.array([label], np.int64),
                                            correct=np.empty(1, np.int64), top_k=top_k)["correct"][0]
-    # A tie for the top score counts for both tied classes; class 2 has two classes above it.
-    assert [counts[0, 1], counts[1, 1], counts[2, 1]] == [1, 1, 0]
-    assert [counts[2, 2], counts[2, 3]] == [0, 1]
+    # A tie for the top score goes to the lower class index (argmax's first index, Mocha); class 2 has
+    # two classes above it.
+    assert [counts[0, 1], counts[1, 1], counts[2, 1]] == [1, 0, 0]
+    assert [counts[1, 2], counts[2, 2], counts[2, 3]] == [1, 0, 1]
 
 
 # --- bad inputs -----------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 ``bottoms=[prediction, label]`` with the same shapes as the classification losses
 (:mod:`mocha_triton.layers.loss`): scores ``(N, C, *S)`` and one 0-based class index per sample and
-spatial position. A position counts as correct when fewer than ``top_k`` classes score strictly
-higher than its label (``argmax == label`` for ``top_k=1`` without ties).
+spatial position. A position counts as correct when fewer than ``top_k`` classes rank above its
+label: a higher score, or an equal score at a lower class index. For ``top_k=1`` that is
+``argmax == label`` with argmax's first index on ties, as Mocha (Caffe counts every tied class as above
+the label).
 
 The layer accumulates the number of correct positions and the number of positions over every
 forward until ``reset_statistics()``; ``statistics()`` returns ``{"<name>-accuracy": correct / seen}``
