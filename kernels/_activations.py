@@ -24,7 +24,7 @@ def neuron_code(name: str) -> int:
 def apply_neuron(x, NEURON: tl.constexpr, negative_slope):
     """y = neuron(x), elementwise, in fp32."""
     if NEURON == 1:  # relu
-        x = tl.maximum(x, 0.0)
+        x = tl.maximum(x, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as np.maximum
     elif NEURON == 2:  # leaky_relu
         x = tl.where(x > 0.0, x, x * negative_slope)
     elif NEURON == 3:  # sigmoid, written to stay finite for large |x|

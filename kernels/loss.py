@@ -69,6 +69,12 @@ def class_blocks(c: int, tile: int = TILE) -> tuple[int, int]:
 
 
 @triton.jit
+def _floor(x, floor):
+    """max(x, floor) that keeps NaN, as NumPy's np.maximum (tl.maximum alone would return floor)."""
+    return tl.maximum(x, floor, propagate_nan=tl.PropagateNan.ALL)
+
+
+@triton.jit
 def _positions(P, C, S, BLOCK_P: tl.constexpr):
     """This program's BLOCK_P positions p = n * S + s (int64), their mask p < P, and base_p, the offset
     of x[n, 0, s]."""
@@ -146,7 +152,7 @@ def softmax_loss_forward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, partial_p
 
     labels = _load_labels(label_ptr, pos, pos_mask)
     picked = tl.load(x_ptr + base + labels * S, mask=pos_mask, other=0.0)
-    terms = -_label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS) * tl.maximum(picked - lse, LOG_MIN_P)
+    terms = -_label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS) * _floor(picked - lse, LOG_MIN_P)
     tl.store(partial_ptr + tl.program_id(0), tl.sum(tl.where(pos_mask, terms, 0.0), axis=0))
 
 
@@ -182,7 +188,7 @@ def softlabel_softmax_loss_forward_kernel(x_ptr, target_ptr, lse_ptr, partial_pt
         classes = c0 + tl.arange(0, BLOCK_C)
         x = _class_tile(x_ptr, base, pos_mask, classes, C, S, 0.0)
         q = _class_tile(target_ptr, base, pos_mask, classes, C, S, 0.0)  # masked lanes: q = 0 adds nothing
-        total += tl.sum(q * tl.maximum(x - lse[None, :], LOG_MIN_P), axis=0)
+        total += tl.sum(q * _floor(x - lse[None, :], LOG_MIN_P), axis=0)
     tl.store(partial_ptr + tl.program_id(0), -tl.sum(total, axis=0))
 
 
@@ -203,7 +209,7 @@ def softlabel_softmax_loss_backward_kernel(x_ptr, target_ptr, lse_ptr, dx_ptr, d
         q = _class_tile(target_ptr, base, pos_mask, classes, C, S, 0.0)
         tl.store(dx_ptr + offs, coef * (tl.exp(x - lse[None, :]) - q), mask=mask)
     if HAS_DTARGET:
-        tl.store(dtarget_ptr + offs, -coef * tl.maximum(x - lse[None, :], LOG_MIN_P), mask=mask)
+        tl.store(dtarget_ptr + offs, -coef * _floor(x - lse[None, :], LOG_MIN_P), mask=mask)
 
 
 @triton.jit
@@ -213,7 +219,7 @@ def multinomial_logistic_loss_kernel(prob_ptr, label_ptr, weight_ptr, partial_pt
     pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
     labels = _load_labels(label_ptr, pos, pos_mask)
     picked = tl.load(prob_ptr + base + labels * S, mask=pos_mask, other=1.0)
-    terms = -_label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS) * tl.log(tl.maximum(picked, 1e-20))
+    terms = -_label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS) * tl.log(_floor(picked, 1e-20))
     tl.store(partial_ptr + tl.program_id(0), tl.sum(tl.where(pos_mask, terms, 0.0), axis=0))
 
 

@@ -64,7 +64,7 @@ def hinge_loss_partial_kernel(pred_ptr, label_ptr, partial_ptr, numel, BLOCK: tl
     mask = offs < numel
     pred = tl.load(pred_ptr + offs, mask=mask, other=0.0)
     label = tl.load(label_ptr + offs, mask=mask, other=0.0)
-    term = tl.maximum(1.0 - label * pred, 0.0)
+    term = tl.maximum(1.0 - label * pred, 0.0, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN
     tl.store(partial_ptr + pid, tl.sum(tl.where(mask, term, 0.0), axis=0))
 
 
@@ -155,8 +155,11 @@ def _partials(like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return torch.empty(stream_grid(like.numel())[0], dtype=dtype, device=like.device)
 
 
-def _forward(op: str, kernel, a: torch.Tensor, b: torch.Tensor, loss: torch.Tensor, divisor: int) -> None:
-    same_device(op, {"a": a, "b": b, "loss": loss})
+def _forward(op: str, kernel, tensors: dict[str, torch.Tensor], divisor: int) -> None:
+    """Launch a forward kernel on ``tensors`` = {input a, input b, loss} (by name, in that order): one
+    partial sum per program, then their total divided by ``divisor``."""
+    same_device(op, tensors)
+    a, b, loss = tensors.values()
     partial = _partials(a)
     kernel[stream_grid(a.numel())](a, b, partial, a.numel(), **STREAM_LAUNCH)
     loss_total_kernel[(1,)](partial, loss, partial.numel(), float(divisor), **REDUCE_LAUNCH)
@@ -177,7 +180,7 @@ def _backward(op: str, kernel, tensors: dict[str, torch.Tensor | None], coef: fl
 def square_loss_forward(pred: torch.Tensor, target: torch.Tensor, loss: torch.Tensor) -> None:
     """loss[0] = sum((pred - target)**2) / (2 * N)."""
     n = checks.check_square_loss_forward(pred, target, loss, FLOAT32)
-    _forward("square_loss_forward", square_loss_partial_kernel, pred, target, loss, 2 * n)
+    _forward("square_loss_forward", square_loss_partial_kernel, {"pred": pred, "target": target, "loss": loss}, 2 * n)
 
 
 def square_loss_backward(pred: torch.Tensor, target: torch.Tensor, dpred: torch.Tensor, scale: float = 1.0) -> None:
@@ -192,7 +195,8 @@ def binary_cross_entropy_forward(prob: torch.Tensor, label: torch.Tensor, loss: 
     """loss[0] = -sum(label * log(prob) + (1 - label) * log(1 - prob)) / N."""
     n = checks.check_binary_cross_entropy_forward(prob, label, loss, FLOAT32)
     # the partials hold the negated terms' sum; the total divides by -N
-    _forward("binary_cross_entropy_forward", binary_cross_entropy_partial_kernel, prob, label, loss, -n)
+    _forward("binary_cross_entropy_forward", binary_cross_entropy_partial_kernel,
+             {"prob": prob, "label": label, "loss": loss}, -n)
 
 
 def binary_cross_entropy_backward(prob: torch.Tensor, label: torch.Tensor, dprob: torch.Tensor | None,
@@ -206,7 +210,7 @@ def binary_cross_entropy_backward(prob: torch.Tensor, label: torch.Tensor, dprob
 def hinge_loss_forward(pred: torch.Tensor, label: torch.Tensor, loss: torch.Tensor) -> None:
     """loss[0] = sum(max(0, 1 - label * pred)) / N."""
     n = checks.check_hinge_loss_forward(pred, label, loss, FLOAT32)
-    _forward("hinge_loss_forward", hinge_loss_partial_kernel, pred, label, loss, n)
+    _forward("hinge_loss_forward", hinge_loss_partial_kernel, {"pred": pred, "label": label, "loss": loss}, n)
 
 
 def hinge_loss_backward(pred: torch.Tensor, label: torch.Tensor, dpred: torch.Tensor | None,
@@ -220,7 +224,8 @@ def hinge_loss_backward(pred: torch.Tensor, label: torch.Tensor, dpred: torch.Te
 def gaussian_kl_loss_forward(mu: torch.Tensor, sigma: torch.Tensor, loss: torch.Tensor) -> None:
     """loss[0] = sum(mu**2 + sigma**2 - 2 * log(sigma) - 1) / (2 * N)."""
     n = checks.check_gaussian_kl_loss_forward(mu, sigma, loss, FLOAT32)
-    _forward("gaussian_kl_loss_forward", gaussian_kl_loss_partial_kernel, mu, sigma, loss, 2 * n)
+    _forward("gaussian_kl_loss_forward", gaussian_kl_loss_partial_kernel, {"mu": mu, "sigma": sigma, "loss": loss},
+             2 * n)
 
 
 def gaussian_kl_loss_backward(mu: torch.Tensor, sigma: torch.Tensor, dmu: torch.Tensor | None,

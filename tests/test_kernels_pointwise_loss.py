@@ -73,3 +73,8 @@ def test_rejects_float64_and_bad_inputs():
         pointwise_loss.binary_accuracy_forward(t32, t32, loss)
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         pointwise_loss.square_loss_backward(t32, np.zeros((2, 3), np.float32), t32)
+    strided = TRITON.to_backend(np.zeros((3, 2), np.float32)).t()
+    with pytest.raises(ValueError, match="square_loss_forward: target must be contiguous"):
+        pointwise_loss.square_loss_forward(t32, strided, loss)
+    with pytest.raises(ValueError, match="hinge_loss_backward: dlabel must be contiguous"):
+        pointwise_loss.hinge_loss_backward(t32, t32, None, strided)
