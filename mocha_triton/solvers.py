@@ -56,7 +56,8 @@ method              update of one parameter ``w`` with gradient ``g`` at iterati
 
 These are Caffe's formulas (and PyTorch's, except that PyTorch's Adam adds ``eps`` after the bias
 correction). Mocha's bugs are not reproduced: Adam's second moment decays, Adagrad is per element, and
-every method applies the parameters' local learning-rate multipliers.
+every method applies the parameters' local learning-rate multipliers. The methods' ``epsilon`` must be
+> 0: with 0, an element whose gradients have all been 0 would become 0/0 = NaN.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mocha_triton.blob import Blob
-from mocha_triton.checks.solvers import require_decay, require_non_negative, require_positive
+from mocha_triton.checks.solvers import require_decay, require_positive
 from mocha_triton.coffee import Coffee, CoffeeLounge
 from mocha_triton.policies import LRPolicy, MomPolicy, Policy
 from mocha_triton.snapshots import capture_resume_point, load_flat_weights, load_snapshot, resolve_load_from
@@ -227,7 +228,7 @@ class Adam(SolverMethod):
     def __post_init__(self) -> None:
         require_decay("Adam", "beta1", self.beta1)
         require_decay("Adam", "beta2", self.beta2)
-        require_non_negative("Adam", "epsilon", self.epsilon)
+        require_positive("Adam", "epsilon", self.epsilon)
 
     def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
                next_momentum: float, iteration: int) -> None:
@@ -245,7 +246,7 @@ class Adagrad(SolverMethod):
     uses_momentum = False
 
     def __post_init__(self) -> None:
-        require_non_negative("Adagrad", "epsilon", self.epsilon)
+        require_positive("Adagrad", "epsilon", self.epsilon)
 
     def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
                next_momentum: float, iteration: int) -> None:
@@ -264,7 +265,7 @@ class RMSProp(SolverMethod):
 
     def __post_init__(self) -> None:
         require_decay("RMSProp", "decay", self.decay)
-        require_non_negative("RMSProp", "epsilon", self.epsilon)
+        require_positive("RMSProp", "epsilon", self.epsilon)
 
     def update(self, ops: Any, param: Any, blobs: dict[str, Blob], lr: float, momentum: float,
                next_momentum: float, iteration: int) -> None:

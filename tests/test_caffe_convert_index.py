@@ -72,7 +72,7 @@ def test_argmax_without_an_axis_of_a_4d_blob_flattens_each_sample():
     x[1, 0, 0, 1] = x[1, 1, 1, 1] = 7.0  # a tie: flat indices 1 and 7, the first wins
     feed(net, x=x)
     net.forward()
-    np.testing.assert_array_equal(net.output_blobs["idx"].to_numpy(), [[[10.0]], [[1.0]]])
+    np.testing.assert_array_equal(net.output_blobs["idx"].to_numpy(), [[[[10.0]]], [[[1.0]]]])  # Caffe: (N, 1, 1, 1)
     assert not net.get_layer("am").can_backprop
 
 

@@ -577,17 +577,48 @@ def test_tiny_run_on_the_triton_backend_matches_numpy(tmp_path):
 
 # --- adaptive methods ----------------------------------------------------------------------------------
 
-ADAPTIVE_METHODS = [Adam(beta1=0.8, beta2=0.95, epsilon=0.0), Adagrad(epsilon=1e-3), RMSProp(decay=0.9, epsilon=1e-3),
+ADAPTIVE_METHODS = [Adam(beta1=0.8, beta2=0.95, epsilon=1e-3), Adagrad(epsilon=1e-3), RMSProp(decay=0.9, epsilon=1e-3),
                     Adadelta(rho=0.8, epsilon=1e-4)]
 
 
+class CaffeAdam:
+    """Caffe's Adam on torch tensors (epsilon added to sqrt(v) before the bias correction, which torch.optim.Adam
+    adds after): ``m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= lr sqrt(1 - b2^t) / (1 - b1^t) m /
+    (sqrt(v) + eps)``, with torch.optim's param-group interface (lr, weight_decay) for the test below."""
+
+    def __init__(self, groups, betas, eps):
+        import torch
+
+        self.param_groups, self.betas, self.eps, self.t = groups, betas, eps, 0
+        self.state = {id(p): (torch.zeros_like(p), torch.zeros_like(p)) for g in groups for p in g["params"]}
+
+    def zero_grad(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def step(self):
+        import torch
+
+        self.t += 1
+        b1, b2 = self.betas
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    g = p.grad + group["weight_decay"] * p
+                    m, v = self.state[id(p)]
+                    m.mul_(b1).add_((1 - b1) * g)
+                    v.mul_(b2).add_((1 - b2) * g * g)
+                    p -= group["lr"] * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t) * m / (v.sqrt() + self.eps)
+
+
 def torch_optimizer(method, groups):
-    """The torch.optim optimizer computing the same update as ``method`` (see cpu_ref/solvers.py; Adam agrees
-    exactly because epsilon is 0 here)."""
+    """The torch.optim optimizer computing the same update as ``method`` (see cpu_ref/solvers.py); for Adam,
+    Caffe's form written out above (torch.optim.Adam places epsilon differently)."""
     import torch
 
     if isinstance(method, Adam):
-        return torch.optim.Adam(groups, betas=(method.beta1, method.beta2), eps=method.epsilon)
+        return CaffeAdam(groups, betas=(method.beta1, method.beta2), eps=method.epsilon)
     if isinstance(method, Adagrad):
         return torch.optim.Adagrad(groups, eps=method.epsilon)
     if isinstance(method, RMSProp):
@@ -672,7 +703,9 @@ def test_adaptive_methods_refuse_momentum_and_bad_hyperparameters():
     with pytest.raises(ValueError, match=r"mom_policy gives 0.2 at iteration 2"):
         solver.solve(net)
     for make, message in [(lambda: Adam(beta2=1.0), r"Adam: beta2 must be in \[0, 1\), got 1.0"),
-                          (lambda: Adam(epsilon=-1.0), r"Adam: epsilon must be >= 0"),
+                          (lambda: Adam(epsilon=-1.0), r"Adam: epsilon must be > 0"),
+                          (lambda: Adagrad(epsilon=0.0), r"Adagrad: epsilon must be > 0, got 0.0"),
+                          (lambda: RMSProp(epsilon=0), r"RMSProp: epsilon must be > 0"),
                           (lambda: Adagrad(epsilon=float("nan")), r"Adagrad: epsilon must be finite"),
                           (lambda: RMSProp(decay=-0.1), r"RMSProp: decay must be in \[0, 1\)"),
                           (lambda: Adadelta(epsilon=0.0), r"Adadelta: epsilon must be > 0"),

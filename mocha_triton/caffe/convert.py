@@ -319,8 +319,9 @@ class CaffeReshapeLayer(Layer):
 @dataclass(frozen=True, kw_only=True)
 class CaffeArgMaxLayer(Layer):
     """Caffe's ArgMax without an axis: for each sample, the index of the maximum over all its values (C
-    order, i.e. ``argmax(x[n].ravel())``), as a float in a top of shape ``(N, 1, 1)``. No backward.
-    :class:`~mocha_triton.ArgmaxLayer` does the work on the bottom viewed as ``(N, values, 1)``."""
+    order, i.e. ``argmax(x[n].ravel())``), as a float in a top of shape ``(N, 1, 1, ...)`` with
+    ``max(3, bottom ndim)`` axes, as Caffe. No backward. :class:`~mocha_triton.ArgmaxLayer` does the work
+    on the bottom viewed as ``(N, values, 1, ...)``."""
 
     def validate(self) -> None:
         if len(self.bottoms) != 1 or len(self.tops) != 1:
@@ -331,7 +332,8 @@ class CaffeArgMaxLayer(Layer):
             raise self.fail(f"got {len(inputs)} input blobs for bottoms {self.bottoms}")
         x = inputs[0]
         inner = ArgmaxLayer(name=self.name, bottoms=self.bottoms, tops=self.tops, dim=1)
-        state = inner.setup(backend, [x.reshape(x.shape[0], math.prod(x.shape[1:]), 1)], diffs, phase)
+        ones = (1,) * (max(3, x.ndim) - 2)
+        state = inner.setup(backend, [x.reshape(x.shape[0], math.prod(x.shape[1:]), *ones)], diffs, phase)
         state.layer = self
         return state
 
