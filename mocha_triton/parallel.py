@@ -11,15 +11,16 @@ parameter update, so all processes take the same step — that of one process tr
     rank, world = dist.get_rank(), dist.get_world_size()
     data = mt.MemoryDataLayer(name="data", batch_size=64, data=[x[rank::world], y[rank::world]], ...)
     net = mt.Net("train", backend, [data, ...])
+    params = mt.SolverParameters(..., load_from=f"snapshots/rank{rank}")   # each process resumes its own
     solver = mt.Solver(mt.SGD(), params, data_parallel=mt.DataParallel())
-    if rank == 0:                               # breaks that write files: on one process only
-        solver.add_coffee_break(mt.Snapshot("snapshots/"), every_n_iter=1000)
+    solver.add_coffee_break(mt.Snapshot(f"snapshots/rank{rank}"), every_n_iter=1000)
     solver.solve(net)
 
 What the solver does with a :class:`DataParallel` (see :class:`~mocha_triton.solvers.Solver`):
 
-* at ``init``, after any ``load_from``, every parameter is broadcast from rank 0, so all processes start
-  from the same weights whatever their seeds;
+* at ``init``, after any ``load_from``, the processes must agree on the iteration (a clear error says
+  when they do not, e.g. one resumed from a snapshot and another started fresh), and every parameter is
+  broadcast from rank 0, so all processes start from the same weights whatever their seeds;
 * after each ``net.backward`` (regularization included), the gradient of every trainable parameter is
   summed over the processes (``all_reduce``) and scaled by ``1 / world_size`` (the backend's ``scale``
   op), so with equal batch sizes the update is the one of the full batch;
@@ -27,8 +28,11 @@ What the solver does with a :class:`DataParallel` (see :class:`~mocha_triton.sol
   same objective (and ``DecayOnValidation``-style decisions agree).
 
 Everything else (validation, statistics, snapshots) runs on each process as configured; the data layers'
-positions and the solver state stay per process. torch.distributed is the communication engine (as the
-design says); the arithmetic on our side stays in the backend's ops.
+positions, the random streams and the solver state stay per process. So each process snapshots into a
+directory of its own and resumes from it, as above: a snapshot holds its process's data positions and
+random state, and resuming every process from rank 0's would give them all rank 0's noise and data.
+torch.distributed is the communication engine (as the design says); the arithmetic on our side stays in
+the backend's ops.
 """
 
 from __future__ import annotations
@@ -68,6 +72,16 @@ class DataParallel:
                 seen.add(id(param.blob))
                 self.dist.broadcast(self._tensor(param.blob), src=self._global_rank(0), group=self.group)
 
+    def require_same(self, value: int, what: str, like: Any) -> None:
+        """Raise on every process unless all processes hold the same integer ``value``."""
+        if self.world_size == 1:
+            return
+        largest, minus_smallest = self._reduce_max([float(value), -float(value)], like)
+        if largest != -minus_smallest:
+            raise RuntimeError(f"DataParallel: the processes disagree on {what}: rank {self.rank} has {value}, "
+                               f"the processes range over {int(-minus_smallest)}..{int(largest)}; give each process "
+                               "its own snapshot directory to resume from (load_from), all at the same iteration")
+
     def average_gradients(self, parameters: list[Any]) -> None:
         """gradient = sum over the processes / world_size, for each parameter (in the same order on all)."""
         if self.world_size == 1:
@@ -89,6 +103,14 @@ class DataParallel:
         return [v / self.world_size for v in total.cpu().tolist()]
 
     # --- helpers ----------------------------------------------------------------------------------
+    def _reduce_max(self, values: list[float], like: Any) -> list[float]:
+        import torch
+
+        device = like.data.device if isinstance(like.data, torch.Tensor) else "cpu"
+        total = torch.tensor(values, dtype=torch.float64, device=device)
+        self.dist.all_reduce(total, op=self.dist.ReduceOp.MAX, group=self.group)
+        return total.cpu().tolist()
+
     def _global_rank(self, group_rank: int) -> int:
         return group_rank if self.group is None else self.dist.get_global_rank(self.group, group_rank)
 

@@ -342,6 +342,9 @@ class Solver:
             else:
                 load_flat_weights(net, path)
         if self.data_parallel is not None:
+            if net.params:
+                self.data_parallel.require_same(state.iteration, "the iteration to start from",
+                                                next(iter(net.params.values()))[0].blob)
             self.data_parallel.broadcast_parameters(net)
         self.forward(net, state)
         self.lounge.setup(self, net, state, resumed_from)

@@ -95,6 +95,68 @@ def test_two_processes_train_like_one_with_the_full_batch(tmp_path, kind):
     assert ranks[0]["loss"] == ranks[1]["loss"]  # averaged: every process reports the same
 
 
+RESUME_WORKER = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import torch.distributed as dist
+    import mocha_triton as mt
+
+    rank, world, store, out, root, mode = (int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5],
+                                           sys.argv[6])
+    dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=world)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 5)), rng.standard_normal((16, 2))
+
+    def train(max_iter, load_from, snapshot_every=0):
+        backend = mt.NumpyBackend("float64", seed=rank + 1)
+        layers = [mt.MemoryDataLayer(name="data", batch_size=3, data=[x[rank::world], y[rank::world]],
+                                     tops=["x", "y"], shuffle=True),  # shuffling: the data position matters
+                  mt.InnerProductLayer(name="ip", output_dim=2, bottoms=["x"], tops=["h"]),
+                  mt.DropoutLayer(name="drop", ratio=0.3, bottoms=["h"]),  # per-rank noise
+                  mt.SquareLossLayer(name="loss", bottoms=["h", "y"])]
+        net = mt.Net("dp", backend, layers)
+        params = mt.SolverParameters(max_iter=max_iter, lr_policy=mt.LRPolicy.Fixed(0.1), load_from=load_from)
+        solver = mt.Solver(mt.SGD(), params, data_parallel=mt.DataParallel())
+        if snapshot_every:
+            solver.add_coffee_break(mt.Snapshot(f"{root}/rank{rank}"), every_n_iter=snapshot_every)
+        solver.solve(net)
+        return net.params["ip"][0].blob.to_numpy()
+
+    if mode == "resume":  # 6 straight vs 3, snapshot per rank, resume per rank, 3 more
+        straight = train(6, "")
+        train(3, "", snapshot_every=3)
+        resumed = train(6, f"{root}/rank{rank}")
+        np.savez(out, straight=straight, resumed=resumed)
+    else:  # only rank 1 resumes: the ranks disagree on the iteration
+        train(2, "", snapshot_every=2)
+        try:
+            train(4, f"{root}/rank{rank}" if rank == 1 else "")
+        except RuntimeError as err:
+            np.savez(out, error=str(err))
+    dist.destroy_process_group()
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["resume", "disagree"])
+def test_each_process_resumes_from_its_own_snapshots(tmp_path, mode):
+    script = tmp_path / "resume_worker.py"
+    script.write_text(RESUME_WORKER)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    procs = [subprocess.Popen([sys.executable, str(script), str(r), "2", str(tmp_path / "rendezvous"),
+                               str(tmp_path / f"rank{r}.npz"), str(tmp_path / "snaps"), mode], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    for r in range(2):
+        result = np.load(tmp_path / f"rank{r}.npz")
+        if mode == "resume":
+            np.testing.assert_array_equal(result["resumed"], result["straight"])
+        else:
+            assert "the processes disagree on the iteration to start from" in str(result["error"])
+
+
 def test_data_parallel_needs_an_initialized_process_group():
     import mocha_triton as mt
 
