@@ -7,7 +7,14 @@ Every window sum of LRN is a short loop over the window's taps, each adding one 
 zero-padded copy (``size`` slices along the channel axis, or ``size`` along the rows then ``size``
 along the columns for the separable ``size x size`` square). The backward sums ``dy * y / scale`` over
 the *transposed* window (the elements whose window holds a given element): the same loop with the
-padding swapped, ``post`` zeros before and ``pre`` after.
+padding swapped, ``post`` zeros before and ``pre`` after. Each window is summed from its own taps (no
+running sum), so a NaN or an infinity reaches only the outputs whose window holds it, and IEEE
+arithmetic decides what it becomes there (no warnings: those results are documented).
+
+Powers use ``np.power`` with the exponent in the array's dtype, then enforce the documented rule that a
+negative base with a non-integer exponent gives NaN also for ``-inf`` (NumPy's float32 ``power`` gives
+``(-inf) ** -0.75 = 0`` on some platforms and NaN on others for positive exponents; the Triton kernels
+give NaN).
 """
 
 from __future__ import annotations
@@ -49,11 +56,12 @@ def lrn_forward(x: np.ndarray, y: np.ndarray, scale: np.ndarray, size: int, alph
     """
     s = checks.check_lrn_forward(x, y, scale, size, alpha, beta, k, region)
     dt = x.dtype.type
-    squares = _lrn_window_sum(x * x, s, s.pre)
-    np.multiply(squares, dt(s.alpha / s.divisor), out=scale)
-    scale += dt(s.k)
-    np.power(scale, dt(-s.beta), out=y)
-    y *= x
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf in x propagate (module docstring)
+        squares = _lrn_window_sum(x * x, s, s.pre)
+        np.multiply(squares, dt(s.alpha / s.divisor), out=scale)
+        scale += dt(s.k)
+        np.power(scale, dt(-s.beta), out=y)
+        y *= x
 
 
 def lrn_backward(x: np.ndarray, y: np.ndarray, scale: np.ndarray, dy: np.ndarray, dx: np.ndarray, size: int,
@@ -65,12 +73,13 @@ def lrn_backward(x: np.ndarray, y: np.ndarray, scale: np.ndarray, dy: np.ndarray
     """
     s = checks.check_lrn_backward(x, y, scale, dy, dx, size, alpha, beta, region)
     dt = x.dtype.type
-    ratios = _lrn_window_sum(dy * y / scale, s, s.post)
-    ratios *= x
-    ratios *= dt(2.0 * s.alpha * s.beta / s.divisor)
-    np.power(scale, dt(-s.beta), out=dx)
-    dx *= dy
-    dx -= ratios
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf in x or dy propagate
+        ratios = _lrn_window_sum(dy * y / scale, s, s.post)
+        ratios *= x
+        ratios *= dt(2.0 * s.alpha * s.beta / s.divisor)
+        np.power(scale, dt(-s.beta), out=dx)
+        dx *= dy
+        dx -= ratios
 
 
 def _shifted(x: np.ndarray, scale: float, shift: float) -> np.ndarray:
@@ -78,6 +87,16 @@ def _shifted(x: np.ndarray, scale: float, shift: float) -> np.ndarray:
     base = x * x.dtype.type(scale)
     base += x.dtype.type(shift)
     return base
+
+
+def _power(base: np.ndarray, exponent: float, out: np.ndarray) -> None:
+    """out = base ** exponent (exponent in the arrays' dtype; ``out`` may be ``base``), NaN wherever a
+    negative base (``-inf`` included) meets a non-integer exponent."""
+    p = base.dtype.type(exponent)
+    negative = base < 0 if not float(p).is_integer() else None
+    np.power(base, p, out=out)
+    if negative is not None:
+        out[negative] = np.nan
 
 
 def power_forward(x: np.ndarray, y: np.ndarray, power: float, scale: float, shift: float) -> None:
@@ -91,13 +110,13 @@ def power_forward(x: np.ndarray, y: np.ndarray, power: float, scale: float, shif
         y[...] = 1
         return
     base = _shifted(x, scale, shift)
-    with np.errstate(invalid="ignore", divide="ignore"):  # NaN and inf are the documented results
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN and inf are documented results
         if power == 1:
             np.copyto(y, base)
         elif power == 2:
             np.square(base, out=y)
         else:
-            np.power(base, y.dtype.type(power), out=y)
+            _power(base, power, out=y)
 
 
 def power_backward(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, power: float, scale: float,
@@ -116,8 +135,8 @@ def power_backward(x: np.ndarray, dy: np.ndarray, dx: np.ndarray, power: float, 
         np.multiply(dy, dt(scale), out=dx)
         return
     base = _shifted(x, scale, shift)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         if power != 2:
-            np.power(base, dt(power - 1), out=base)
+            _power(base, power - 1, out=base)
         base *= dt(power * scale)
-    np.multiply(dy, base, out=dx)
+        np.multiply(dy, base, out=dx)

@@ -34,9 +34,16 @@ a softmax both give the same gradient of the logits. The same op with ``v`` in p
 gradient w.r.t. the target ``b`` (``log(v) / lambda_`` is the dual variable ``beta``).
 
 **Inputs that are not histograms.** Values are not checked. Sinkhorn needs non-negative inputs of equal
-mass per sample (``sum a == sum b``), a sample of ``a`` that is not all zero, and a kernel ``K`` whose
-entries neither underflow nor overflow in the dtype (``lambda_ * M`` roughly within +-80 for float32):
-otherwise it divides by zero and yields inf/NaN, or (unequal masses) matches the marginal updated last.
+mass per sample (``sum a == sum b``), samples of ``a`` and ``b`` that are not all zero, and a kernel ``K``
+whose entries neither underflow nor overflow in the dtype (``lambda_ * M`` roughly within +-80 for
+float32): otherwise it divides by zero and yields inf/NaN, or (unequal masses) matches the marginal
+updated last. A zero-mass sample (``a`` or ``b`` all zero) gets ``u = 0`` and ``v = b / 0`` (or ``v = 0``
+and ``u = a / 0``), hence a NaN transport cost (``0 * inf``), and so a NaN ``loss``; a NaN in a sample
+makes its u, v and cost NaN. The Triton kernels give the same NaN/inf (IEEE arithmetic, NaN-propagating
+clamp in the backward), never a finite loss in their place.
+
+**Aliasing.** No output may share memory with another argument (the shared checks reject it), except that
+``sinkhorn_backward`` may write ``dpred`` over ``u`` itself.
 """
 
 from __future__ import annotations

@@ -301,7 +301,7 @@ _SPECS: list[OpSpec] = [
     # --- combine: block copies (concat, crop) and elementwise binary ops ------------------------
     OpSpec("combine", "copy_block", (
         _i("x", "source, any shape with ndim >= 1"),
-        _io("y", "destination with x's ndim; only the block is written, the rest keeps its values; not x"),
+        _io("y", "destination with x's ndim; only the block is written, the rest keeps its values; must not overlap x"),
         _p("x_start", "per-axis start of the block in x, ints >= 0"),
         _p("y_start", "per-axis start of the block in y, ints >= 0"),
         _p("size", "per-axis size of the block, ints >= 0; start + size fits in x and in y"),

@@ -10,7 +10,10 @@
   sums of ``x**2``) and its gradient by autograd. For odd sizes it is checked against torch's own
   ``local_response_norm`` (across channels) and ``avg_pool2d`` (within a channel).
 * :data:`POWER_CASES` lists (power, scale, shift) triples; :func:`torch_power` is their oracle.
-* :func:`assert_close_nan` compares arrays that may hold NaN and inf (same positions, finite parts close).
+* :data:`NONFINITE_LRN` plants one NaN or infinity in x or dy (:func:`planted_lrn_arrays`);
+  :func:`window_holds` tells which outputs' window sums hold it (the only ones it may reach).
+* :func:`assert_close_nan` compares arrays that may hold NaN and inf (same positions, finite parts close);
+  :func:`ulp_distance` counts the float32 values between two arrays, element by element.
 """
 
 from __future__ import annotations
@@ -134,10 +137,13 @@ def run_lrn(impl, case: LRNCase, x: np.ndarray, dy: np.ndarray) -> dict[str, np.
     return {"y": fwd["y"], "scale": fwd["scale"], "dx": bwd["dx"]}
 
 
-def torch_window_sum(a: torch.Tensor, case: LRNCase) -> torch.Tensor:
-    """Sum of ``a`` over each element's window, by explicit zero padding (pre before, post after)."""
+def torch_window_sum(a: torch.Tensor, case: LRNCase, transposed: bool = False) -> torch.Tensor:
+    """Sum of ``a`` over each element's window, by explicit zero padding (pre before, post after), or
+    over its transposed window (post before, pre after: the elements whose window holds it)."""
     pre = (case.size - 1) // 2
     post = case.size - 1 - pre
+    if transposed:
+        pre, post = post, pre
     if case.region == _A:
         padded = F.pad(a, (0, 0, 0, 0, pre, post))
         return sum(padded[:, t:t + case.c] for t in range(case.size))
@@ -157,6 +163,47 @@ def torch_lrn(case: LRNCase, x: np.ndarray, dy: np.ndarray) -> dict[str, np.ndar
     y, scale = torch_lrn_forward(tx, case)
     y.backward(torch.tensor(dy, dtype=torch.float64))
     return {"y": y.detach().numpy(), "scale": scale.detach().numpy(), "dx": tx.grad.numpy()}
+
+
+# One NaN or infinity planted in x or dy: (case, "x" or "dy", index, value). Across channels the first
+# is the review's repro (a NaN in channel 0 of 8 reaches channels 0 and 1 only); the others move the
+# value to the middle and the last channel, use even sizes (pre != post), beta = 0 (scale ** -0 is 1
+# even for an infinite scale) and negative beta, and every kind of value in both regions.
+NONFINITE_LRN = [
+    (LRNCase(1, 8, 1, 2, 3), "x", (0, 0, 0, 0), np.nan),
+    (LRNCase(1, 8, 1, 2, 3), "x", (0, 0, 0, 0), np.inf),
+    (LRNCase(1, 8, 1, 2, 3), "dy", (0, 0, 0, 0), np.inf),
+    (LRNCase(2, 9, 2, 3, 4), "x", (1, 4, 1, 2), -np.inf),
+    (LRNCase(2, 9, 2, 3, 4), "dy", (0, 8, 0, 1), np.nan),
+    (LRNCase(1, 7, 2, 2, 5, beta=0.0), "x", (0, 3, 1, 1), np.inf),
+    (LRNCase(1, 7, 2, 2, 3, beta=-0.5), "x", (0, 6, 0, 1), np.nan),
+    (LRNCase(1, 6, 1, 3, 2, alpha=2.0), "dy", (0, 2, 0, 2), -np.inf),
+    (LRNCase(1, 2, 5, 4, 3, region=_W), "x", (0, 1, 2, 1), np.nan),
+    (LRNCase(2, 2, 6, 5, 2, region=_W), "x", (1, 0, 0, 4), np.inf),
+    (LRNCase(1, 2, 5, 5, 3, beta=0.0, region=_W), "x", (0, 0, 4, 0), -np.inf),
+    (LRNCase(1, 3, 5, 6, 3, region=_W), "dy", (0, 2, 3, 3), np.inf),
+    (LRNCase(1, 1, 4, 4, 2, region=_W), "dy", (0, 0, 1, 2), np.nan),
+]
+
+
+def nonfinite_id(item: tuple) -> str:
+    case, target, index, value = item
+    return f"{case.id}-{target}{list(index)}={value}"
+
+
+def planted_lrn_arrays(case: LRNCase, target: str, index: tuple[int, ...], value: float,
+                       dtype: str | np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """x and dy of :func:`lrn_arrays` with ``value`` written at ``index`` of ``target`` ("x" or "dy")."""
+    x, dy = lrn_arrays(case, dtype)
+    (x if target == "x" else dy)[index] = value
+    return x, dy
+
+
+def window_holds(case: LRNCase, index: tuple[int, ...], transposed: bool = False) -> np.ndarray:
+    """Boolean map of the elements whose window (or transposed window) holds the element ``index``."""
+    indicator = torch.zeros(case.shape, dtype=torch.float64)
+    indicator[index] = 1.0
+    return (torch_window_sum(indicator, case, transposed) > 0).numpy()
 
 
 def torch_builtin_lrn(case: LRNCase, x: np.ndarray) -> np.ndarray:
@@ -202,12 +249,30 @@ def torch_power(x: np.ndarray, dy: np.ndarray, power: float, scale: float, shift
     return y.detach().numpy(), dx
 
 
-def assert_close_nan(actual: np.ndarray, expected: np.ndarray, dtype: str, what: str = "") -> None:
-    """NaN and inf at the same positions (inf with the same sign); the finite values close."""
+def assert_close_nan(actual: np.ndarray, expected: np.ndarray, dtype: str, what: str = "",
+                     reduction: int = 1) -> None:
+    """NaN and inf at the same positions (inf with the same sign); the finite values close (``reduction``
+    as in :func:`support.assert_close`)."""
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
-    assert np.array_equal(np.isnan(actual), np.isnan(expected)), f"{what}: NaN positions differ"
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    nan_a, nan_e = np.isnan(actual), np.isnan(expected)
+    assert np.array_equal(nan_a, nan_e), \
+        f"{what}: NaN positions differ: {np.argwhere(nan_a != nan_e)[:5].tolist()}"
     finite = np.isfinite(expected)
-    assert np.array_equal(actual[~finite & ~np.isnan(expected)], expected[~finite & ~np.isnan(expected)]), \
-        f"{what}: infinities differ"
-    assert_close(actual[finite], expected[finite], dtype, what=what)
+    infinite = ~finite & ~nan_e
+    assert np.array_equal(actual[infinite], expected[infinite]), f"{what}: infinities differ"
+    assert_close(actual[finite], expected[finite], dtype, reduction, what=what)
+
+
+def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per element, how many float32 values lie between a and b (0: the same value; +0 and -0 are
+    equal); 0 where both are NaN, a huge count where only one is."""
+    def ordinal(v: np.ndarray) -> np.ndarray:
+        bits = np.asarray(v, np.float32).view(np.int32).astype(np.int64)
+        return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)  # monotone in the float's value
+
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    distance = np.abs(ordinal(a) - ordinal(b))
+    distance = np.where(nan_a & nan_b, 0, distance)
+    return np.where(nan_a != nan_b, np.iinfo(np.int64).max, distance)

@@ -2,7 +2,9 @@
 
 :func:`make_case` draws N pairs of histograms and a non-negative cost; :func:`oracle_sinkhorn` is the
 plain textbook loop, one sample at a time in torch float64, written independently of cpu_ref (it builds
-the transport plan explicitly and sums ``T * M`` for the loss).
+the transport plan explicitly and sums ``T * M`` for the loss). :func:`degenerate_inputs` makes samples that
+are not histograms (zero mass, NaN), whose non-finite results both backends must reproduce, and
+:func:`assert_same_nonfinite` compares such results.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from support import assert_close
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,8 @@ class Case:
 
 
 # Odd sizes, batch 1, a single bin on either side, empty bins, lambda small and large. The last two pad to
-# more than RESIDENT_MAX_TILE elements of K, so the Triton side takes its streamed variant (K in tiles).
+# more than RESIDENT_MAX_TILE elements of K, so the Triton side takes its host-driven variant (a launch per
+# half-iteration).
 CASES = [
     Case(3, 5, 7, 2.0, 50, 0),
     Case(1, 4, 4, 0.5, 20, 1),
@@ -88,3 +93,37 @@ def oracle_sinkhorn(pred: np.ndarray, target: np.ndarray, cost: np.ndarray, lamb
     sample_loss = torch.stack(costs)
     return {"u": torch.stack(us).numpy(), "v": torch.stack(vs).numpy(), "sample_loss": sample_loss.numpy(),
             "loss": sample_loss.mean().reshape(1).numpy()}
+
+
+# Samples of degenerate_inputs, in order: what makes each one degenerate (sample 0 and the last are sound).
+DEGENERATE_SAMPLES = ("sound", "pred all zero", "target all zero", "pred and target all zero", "NaN in pred",
+                      "NaN in target", "sound")
+
+
+def degenerate_inputs(case: Case, dtype: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """make_case with len(DEGENERATE_SAMPLES) samples, the middle ones broken as DEGENERATE_SAMPLES says.
+
+    A zero-mass row divides by zero inside Sinkhorn (u = 0 then v = b / 0, or v = 0 then u = a / 0), and
+    a NaN spreads through its sample's sums: each of these samples has a NaN transport cost, so the mean
+    loss is NaN, while the sound samples keep their finite values.
+    """
+    pred, target, cost = make_case(Case(len(DEGENERATE_SAMPLES), case.p, case.q, case.lambda_, case.n_iter,
+                                        case.seed, case.zero_bins), dtype)
+    pred[1] = 0.0
+    target[2] = 0.0
+    pred[3], target[3] = 0.0, 0.0
+    pred[4, case.p // 2] = np.nan
+    target[5, case.q - 1] = np.nan
+    return pred, target, cost
+
+
+def assert_same_nonfinite(actual: np.ndarray, expected: np.ndarray, dtype: str, reduction: int = 1,
+                          what: str = "") -> None:
+    """NaN at the same positions, +inf and -inf at the same positions, the finite values close."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    for name, test in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        differ = np.argwhere(test(actual) != test(expected))
+        assert differ.size == 0, f"{what}: {name} positions differ at {differ[:5].tolist()}"
+    finite = np.isfinite(expected)
+    assert_close(actual[finite], expected[finite], dtype, reduction, what=what)

@@ -236,3 +236,11 @@ def test_eltwise_bad_inputs():
         combine.eltwise_backward(a, a, None, a.copy(), None, "add")
     with pytest.raises(TypeError, match=r"eltwise_backward: beta must be a real scalar"):
         combine.eltwise_backward(a, a, a, a.copy(), None, "add", beta="two")
+
+
+def test_copy_block_refuses_overlapping_source_and_destination():
+    a = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(ValueError, match=r"copy_block: y must not share memory with x"):
+        combine.copy_block(a, a, (0, 0), (1, 0), (2, 4))
+    with pytest.raises(ValueError, match=r"copy_block: y must not share memory with x"):
+        combine.copy_block(a[:, :2], a[:, 1:], (0, 0), (0, 0), (3, 2))

@@ -5,18 +5,23 @@ import pytest
 import torch
 
 from cases_normalization import (
+    NONFINITE_LRN,
     POWER_CASES,
     LRNCase,
     assert_close_nan,
     lrn_arrays,
     lrn_cases,
+    nonfinite_id,
+    planted_lrn_arrays,
     power_arrays,
     power_id,
     random_lrn_cases,
     run_lrn,
     torch_builtin_lrn,
     torch_lrn,
+    torch_lrn_forward,
     torch_power,
+    window_holds,
 )
 from mocha_triton.cpu_ref import normalization as ref
 from support import CPU, assert_close, call_op
@@ -82,11 +87,56 @@ def test_lrn_backward_matches_finite_differences(case):
     assert np.abs(dx - numeric).max() <= 1e-7 * np.abs(numeric).max()
 
 
-def test_lrn_empty_batch():
-    x = np.zeros((0, 3, 2, 2))
-    y, scale, dx = np.empty_like(x), np.empty_like(x), np.empty_like(x)
-    ref.lrn_forward(x, y, scale, 3, 1.0, 0.75, 1.0)
-    ref.lrn_backward(x, y, scale, x.copy(), dx, 3, 1.0, 0.75)
+def test_lrn_nonfinite_repro():
+    """The review's repro: a NaN in channel 0 of 8 (size 3) reaches channels 0 and 1 at its pixel only;
+    an infinite dy in channel 0 reaches dx of channels 0 and 1."""
+    case = LRNCase(1, 8, 1, 2, 3)
+    x, dy = planted_lrn_arrays(case, "x", (0, 0, 0, 0), np.nan, "float32")
+    got = run_lrn(CPU, case, x, dy)
+    np.testing.assert_array_equal(np.isnan(got["y"][0, :, 0, 0]), [True, True] + [False] * 6)
+    assert np.isfinite(got["y"][0, :, 0, 1]).all()
+    x, dy = planted_lrn_arrays(case, "dy", (0, 0, 0, 0), np.inf, "float32")
+    got = run_lrn(CPU, case, x, dy)
+    np.testing.assert_array_equal(np.isfinite(got["dx"][0, :, 0, 0]), [False, False] + [True] * 6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("item", NONFINITE_LRN, ids=nonfinite_id)
+def test_lrn_nonfinite_reaches_only_its_windows(item, dtype):
+    """A NaN or infinity planted in x makes non-finite exactly the scales whose window holds it, and y
+    follows torch's float64 forward (NaN and inf at the same places); one planted in dy makes
+    non-finite exactly the dx whose transposed window holds it, every other dx equal to the oracle's
+    with that dy set to 0 (it does not enter their sums)."""
+    case, target, index, _ = item
+    x, dy = planted_lrn_arrays(*item, dtype)
+    got = run_lrn(CPU, case, x, dy)
+    if target == "x":
+        np.testing.assert_array_equal(~np.isfinite(got["scale"]), window_holds(case, index))
+        want_y, want_scale = (a.numpy() for a in torch_lrn_forward(torch.tensor(x, dtype=torch.float64), case))
+        assert_close_nan(got["scale"], want_scale, dtype, "scale", case.window)
+        assert_close_nan(got["y"], want_y, dtype, "y", case.window)
+        return
+    assert np.isfinite(got["y"]).all() and np.isfinite(got["scale"]).all()
+    reached = window_holds(case, index, transposed=True)
+    np.testing.assert_array_equal(~np.isfinite(got["dx"]), reached)
+    dy[index] = 0.0
+    want = torch_lrn(case, x, dy)["dx"]
+    assert_close(got["dx"][~reached], want[~reached], dtype, case.window**2, what="dx")
+
+
+@pytest.mark.parametrize("region", ["across_channels", "within_channel"])
+@pytest.mark.parametrize("shape", [(0, 3, 2, 2), (2, 0, 2, 2), (2, 3, 0, 2), (1, 2, 3, 0)])
+def test_lrn_empty_shapes(shape, region):
+    """Empty inputs: no error, the outputs keep their shape, and no byte around them is written (they
+    are empty views into the middle of a guard buffer)."""
+    guard = np.full(16, 7.0)
+    x = np.zeros(shape)
+    y, scale, dx = (guard[4 * i:4 * i].reshape(shape) for i in (1, 2, 3))
+    params = dict(size=3, alpha=1.0, beta=0.75, region=region)
+    assert ref.lrn_forward(x, y, scale, k=1.0, **params) is None
+    assert ref.lrn_backward(x, y, scale, x.copy(), dx, **params) is None
+    assert y.shape == scale.shape == dx.shape == shape
+    np.testing.assert_array_equal(guard, 7.0)
 
 
 # --- power ------------------------------------------------------------------------------------------------
@@ -127,6 +177,23 @@ def test_power_special_values():
     np.testing.assert_array_equal(y[:3], 2.0)
     ref.power_backward(x, ones, dx, 0.5, 0.0, 0.0)  # 0.5 * 0 * 0 ** -0.5 would be NaN: it is 0
     np.testing.assert_array_equal(dx, 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_power_negative_base_non_integer_exponent_is_nan(dtype):
+    """Every negative base, -inf included, gives NaN with a non-integer exponent (y and dx), on every
+    platform (NumPy's own float32 power returns 0 for (-inf) ** -0.75 on some); integer exponents keep
+    the signed results."""
+    x = np.array([-np.inf, -2.0, -0.5, 0.0, 2.0, np.inf], dtype)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    for power in (0.5, -0.75, 2.5, -1.5):
+        ref.power_forward(x, y, power, 1.0, 0.0)
+        np.testing.assert_array_equal(np.isnan(y), x < 0)
+        ref.power_backward(x, np.ones_like(x), dx, power, 1.0, 0.0)
+        np.testing.assert_array_equal(np.isnan(dx), x < 0)
+    ref.power_forward(x, y, -3.0, 1.0, 0.0)
+    np.testing.assert_array_equal(y, [-0.0, -0.125, -8.0, np.inf, 0.125, 0.0])
+    assert np.signbit(y[0])
 
 
 @pytest.mark.parametrize("case", [(3.0, 0.5, 0.2), (0.75, 2.0, 3.0), (-1.5, 1.0, 4.0), (2.0, -1.0, 0.5)],
@@ -200,6 +267,11 @@ X = np.zeros((1, 3, 2, 2))
      "lrn_backward: arguments must have the same shape"),
     (lambda: (lambda d: ref.lrn_backward(X, X.copy(), X.copy(), d, d, 3, 1.0, 0.75))(X.copy()), ValueError,
      "lrn_backward: dx must not share memory with dy"),
+    (lambda: (lambda b: ref.lrn_forward(b[:12].reshape(X.shape), b[6:].reshape(X.shape), X.copy(), 3, 1.0, 0.75,
+                                        1.0))(np.zeros(18)), ValueError,
+     r"lrn_forward: y must not share memory with x \(every element reads its neighbours"),
+    (lambda: (lambda b: ref.lrn_forward(X, b[:, :3], b[:, 1:], 3, 1.0, 0.75, 1.0))(np.zeros((1, 4, 2, 2))),
+     ValueError, "lrn_forward: scale must not share memory with y"),
     (lambda: ref.power_forward(X, X.copy(), float("nan"), 1.0, 0.0), ValueError,
      "power_forward: power must be finite"),
     (lambda: ref.power_forward(X, X.copy(), 2.0, "big", 0.0), TypeError,
@@ -214,3 +286,32 @@ X = np.zeros((1, 3, 2, 2))
 def test_bad_inputs(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_require_distinct():
+    """checks.common.require_distinct (used by the LRN checks): overlap of memory, not only of the first
+    element, for NumPy arrays, torch tensors and both over one buffer; interleaved views, empty arrays,
+    None and aliased inputs pass; the message names the op, both arguments and the reason."""
+    from mocha_triton.checks.common import require_distinct
+
+    def rejects(outputs, inputs, match="must not share memory"):
+        with pytest.raises(ValueError, match=match):
+            require_distinct("op", outputs, inputs, why="a reason")
+
+    a = np.zeros(20)
+    rejects({"y": a[5:15]}, {"x": a[:10]}, r"^op: y must not share memory with x \(a reason\)$")
+    rejects({"y": a[:3]}, {"x": a})
+    rejects({"y": a[:10], "z": a[9:]}, {"x": np.zeros(3)}, "z must not share memory with y")
+    rejects({"y": a.reshape(4, 5)[:, 1]}, {"x": a.reshape(4, 5)[2]})  # strided views crossing at a[11]
+    require_distinct("op", {"y": a[::2]}, {"x": a[1::2]})  # interleaved: no element in common
+    require_distinct("op", {"y": a[:10], "z": None}, {"x": a[10:], "w": a[10:], "v": None})
+    require_distinct("op", {"y": a[4:4]}, {"x": a})  # empty
+    t = torch.zeros(20)
+    rejects({"y": t[5:15]}, {"x": t[:10]})
+    require_distinct("op", {"y": t[10:]}, {"x": t[:10]})
+    shared = np.zeros(20, np.float32)
+    rejects({"y": torch.from_numpy(shared[8:])}, {"x": torch.from_numpy(shared[:9])})  # two storages, one buffer
+    rejects({"y": torch.from_numpy(shared[8:])}, {"x": shared[:9]})
+    require_distinct("op", {"y": torch.from_numpy(shared[9:])}, {"x": shared[:9]})
+    with pytest.raises(ValueError, match=r"^op: y must not share memory with x$"):
+        require_distinct("op", {"y": t}, {"x": t})

@@ -1,11 +1,22 @@
 """cpu_ref.transport (Sinkhorn's iteration) against an independent torch float64 Sinkhorn, and its gradient
-against torch autograd of the entropy-regularised OT distance."""
+against torch autograd of the entropy-regularised OT distance; degenerate samples (zero mass, NaN) give the
+oracle's NaN/inf pattern; outputs that share memory with another argument are rejected."""
 
 import numpy as np
 import pytest
 import torch
 
-from cases_transport import CASES, Case, case_id, make_case, oracle_sinkhorn, outputs_like
+from cases_transport import (
+    CASES,
+    DEGENERATE_SAMPLES,
+    Case,
+    assert_same_nonfinite,
+    case_id,
+    degenerate_inputs,
+    make_case,
+    oracle_sinkhorn,
+    outputs_like,
+)
 from support import CPU, assert_close, call_op
 
 
@@ -57,6 +68,36 @@ def test_backward_formula(shape, center, dtype):
     u[0, 0] = 0.0  # an empty bin: log is clamped at log(1e-20), so the gradient stays finite
     got = call_op(CPU, "sinkhorn_backward", u=u, dpred=np.empty_like(u), lambda_=1.7, scale=0.6, center=center)
     assert_close(got["dpred"], oracle_gradient(u, 1.7, 0.6, center), dtype, reduction=shape[1], what="dpred")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_degenerate_samples_give_the_oracles_nan_and_inf(dtype):
+    """A zero-mass histogram or a NaN makes its sample's transport cost NaN (so the mean loss is NaN, never a
+    silently finite number); u and v get the oracle's NaN/inf pattern and the sound samples are unaffected."""
+    case = Case(len(DEGENERATE_SAMPLES), 5, 7, 2.0, 30, 12)
+    pred, target, cost = degenerate_inputs(case, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        got = call_op(CPU, "sinkhorn_forward", pred=pred, target=target, cost=cost, **outputs_like(case, dtype),
+                      lambda_=case.lambda_, n_iter=case.n_iter)
+        want = oracle_sinkhorn(pred, target, cost, case.lambda_, case.n_iter)
+    sound = np.array([kind == "sound" for kind in DEGENERATE_SAMPLES])
+    assert np.all(np.isnan(got["sample_loss"][~sound])) and np.all(np.isfinite(got["sample_loss"][sound]))
+    assert np.isnan(got["loss"][0])
+    for name, reduction in (("u", case.p + case.q), ("v", case.p + case.q), ("sample_loss", case.p * case.q),
+                            ("loss", case.p * case.q * case.n)):
+        assert_same_nonfinite(got[name], want[name], dtype, reduction, what=name)
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_backward_keeps_nan(center):
+    """NaN in u stays NaN (the clamp before the log must not turn it into log(1e-20)); centring spreads it
+    over its row through the row mean; inf stays inf without centring."""
+    u = np.array([[0.5, np.nan, 0.2], [0.1, 0.0, 3.0], [np.inf, 1.0, 2.0]])
+    with np.errstate(invalid="ignore"):  # inf - inf when centring the last row
+        got = call_op(CPU, "sinkhorn_backward", u=u, dpred=np.empty_like(u), lambda_=2.0, center=center)["dpred"]
+    assert_same_nonfinite(got, oracle_gradient(u, 2.0, 1.0, center), "float64", reduction=3)
+    assert np.isnan(got[0, 1]) and np.all(np.isfinite(got[1]))
+    assert np.all(np.isnan(got[0])) == center
 
 
 def test_backward_in_place():
@@ -157,3 +198,45 @@ def test_bad_inputs():
         transport.sinkhorn_backward(u, np.empty_like(u), 1.0, center=1)
     with pytest.raises(TypeError, match=r"sinkhorn_backward: u has dtype int64"):
         transport.sinkhorn_backward(np.ones((2, 3), np.int64), np.empty((2, 3)), 1.0)
+
+
+def test_outputs_must_not_share_memory_with_other_arguments():
+    """Writing u over pred (or v over target, ...) while the iteration still reads it is rejected up front,
+    on both backends alike (test_kernels_transport checks the Triton side); sinkhorn_backward may write its
+    result over u itself, but not over a shifted view of it."""
+    from mocha_triton.cpu_ref import transport
+
+    case = Case(2, 3, 3, 1.0, 5, 0)  # P == Q, so that u, v, pred and target all have one shape
+    pred, target, cost = make_case(case, "float64")
+    out = outputs_like(case, "float64")
+    buffer = np.ones(8)
+    aliases = [
+        (dict(u=pred), "u must not share memory with pred"),
+        (dict(v=target), "v must not share memory with target"),
+        (dict(v=pred), "v must not share memory with pred"),
+        (dict(u=cost[:2]), "u must not share memory with cost"),
+        (dict(v=out["u"]), "v must not share memory with u"),
+        (dict(u=buffer[:6].reshape(2, 3), v=buffer[2:8].reshape(2, 3)), "v must not share memory with u"),
+        (dict(loss=out["sample_loss"][1:]), "loss must not share memory with sample_loss"),
+        (dict(sample_loss=pred[:, 0]), "sample_loss must not share memory with pred"),
+    ]
+    for changes, message in aliases:
+        args = dict(pred=pred, target=target, cost=cost, **out, lambda_=1.0, n_iter=5)
+        args.update(changes)
+        with pytest.raises(ValueError, match=rf"sinkhorn_forward: {message} \(the outputs are written while"):
+            transport.sinkhorn_forward(**args)
+    # Interleaved views of one buffer share no element: allowed (NumPy decides exactly), and correct.
+    interleaved = np.empty((2, 6))
+    transport.sinkhorn_forward(pred, target, cost, interleaved[:, ::2], interleaved[:, 1::2], out["sample_loss"],
+                               out["loss"], 1.0, 5)
+    want = oracle_sinkhorn(pred, target, cost, 1.0, 5)
+    assert_close(interleaved[:, ::2], want["u"], "float64", reduction=6, what="u")
+    assert_close(interleaved[:, 1::2], want["v"], "float64", reduction=6, what="v")
+    u = buffer[:6].reshape(2, 3)
+    with pytest.raises(ValueError, match=r"sinkhorn_backward: dpred must not share memory with u \(it may be u "
+                                         r"itself, but not overlap it otherwise\)"):
+        transport.sinkhorn_backward(u, buffer[2:8].reshape(2, 3), 1.0)
+    square = np.ones((3, 3))
+    for view in (u[::-1], square.T):  # the same elements in another order: not u itself either
+        with pytest.raises(ValueError, match=r"sinkhorn_backward: dpred must not share memory with u"):
+            transport.sinkhorn_backward(u if view.shape == u.shape else square, view, 1.0)

@@ -3,8 +3,8 @@
 The loss and the gradients of both bottoms against the independent float64 Sinkhorn of cases_transport
 (NumpyBackend float64 and float32); through a net (inner product -> softmax -> Wasserstein loss), the
 parameter gradients against torch autograd of the entropy-regularised OT distance, which is what the layer
-documents its gradient to be, centred or not; the Triton backend against the NumPy backend; bad
-configurations and inputs name the layer.
+documents its gradient to be, centred or not; the Triton backend against the NumPy backend, also on
+zero-mass and NaN samples (NaN loss on both); bad configurations and inputs name the layer.
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from cases_transport import Case, make_case, oracle_sinkhorn
+from cases_transport import (
+    DEGENERATE_SAMPLES,
+    Case,
+    assert_same_nonfinite,
+    degenerate_inputs,
+    make_case,
+    oracle_sinkhorn,
+)
 from mocha_triton.backends import NumpyBackend, TritonBackend
 from mocha_triton.blob import Blob
 from mocha_triton.layers.base import LayerError
@@ -127,6 +134,29 @@ def test_triton_matches_numpy_float32():
     assert loss_tr == pytest.approx(loss_np, rel=1e-5)
     assert_close(dp_tr, dp_np, "float32", reduction=case.p + case.q, what="prediction gradient")
     assert_close(dt_tr, dt_np, "float32", reduction=case.p + case.q, what="target gradient")
+
+
+def test_zero_mass_and_nan_samples_make_the_loss_nan_on_both_backends():
+    """The layer docstring's promise: a zero-mass or NaN sample gives a NaN loss, never a finite one, on both
+    backends, with the same non-finite gradients; the zero side's own gradient stays finite."""
+    case = Case(len(DEGENERATE_SAMPLES), 4, 6, 2.0, 10, 14)
+    pred, target, cost = degenerate_inputs(case, "float32")
+    results = []
+    for backend in (NumpyBackend("float32"), TritonBackend(precision="ieee")):
+        layer = WassersteinLossLayer(name="w", M=cost, lambda_=case.lambda_, sinkhorn_iter=case.n_iter,
+                                     bottoms=["pred", "target"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            state, diffs = run_layer(backend, layer, pred, target)
+        assert np.isnan(state.loss)
+        results.append((state.sample_loss.to_numpy(), *diffs))
+    (losses_np, dp_np, dt_np), (losses_tr, dp_tr, dt_tr) = results
+    sound = np.array([kind == "sound" for kind in DEGENERATE_SAMPLES])
+    assert np.all(np.isnan(losses_np[~sound])) and np.all(np.isfinite(losses_np[sound]))
+    pred_zero, target_zero = DEGENERATE_SAMPLES.index("pred all zero"), DEGENERATE_SAMPLES.index("target all zero")
+    assert np.all(np.isfinite(dp_np[pred_zero])) and np.all(np.isfinite(dt_np[target_zero]))
+    assert_same_nonfinite(losses_tr, losses_np, "float32", reduction=case.p * case.q, what="sample losses")
+    assert_same_nonfinite(dp_tr, dp_np, "float32", reduction=case.p + case.q, what="prediction gradient")
+    assert_same_nonfinite(dt_tr, dt_np, "float32", reduction=case.p + case.q, what="target gradient")
 
 
 def test_config_is_checked_and_hashable():

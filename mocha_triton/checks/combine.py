@@ -19,6 +19,7 @@ from typing import Any
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
     require_choice,
+    require_distinct,
     require_finite_scalar,
     require_float,
     require_min_ndim,
@@ -57,6 +58,8 @@ def check_copy_block(x: Any, y: Any, x_start: Sequence[int], y_start: Sequence[i
     require_float(op, "y", y, allowed)
     require_same_dtype(op, {"x": x, "y": y})
     require_min_ndim(op, "x", x, 1)
+    require_distinct(op, {"y": y}, {"x": x}, why="the block is copied in parallel, so overlapping source and "
+                                                 "destination would race")
     x_shape, y_shape = shape_of(x), shape_of(y)
     if len(x_shape) != len(y_shape):
         raise ValueError(f"{op}: x and y must have the same number of dimensions, got shapes {x_shape} and {y_shape}")

@@ -128,3 +128,61 @@ def require_finite_scalar(op: str, name: str, value: Any) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{op}: {name} must be finite, got {value!r}")
     return v
+
+
+def _byte_range(a: Any) -> tuple[str, int, int] | None:
+    """(device, first byte, one past the last byte) of the memory a NumPy array or a torch tensor can
+    touch (its elements and the gaps between them), or None for an empty or unknown object."""
+    if numel(a) == 0:
+        return None
+    if hasattr(a, "data_ptr") and hasattr(a, "stride"):  # torch: strides are in elements, never negative
+        start = int(a.data_ptr())
+        last = sum((int(size) - 1) * int(step) for size, step in zip(a.shape, a.stride()))
+        return str(a.device), start, start + (last + 1) * int(a.element_size())
+    if hasattr(a, "__array_interface__"):  # NumPy (strides in bytes, possibly negative)
+        from numpy.lib.array_utils import byte_bounds
+
+        low, high = byte_bounds(a)
+        return "cpu", int(low), int(high)
+    return None
+
+
+def _share_memory(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` may share memory: exact for two NumPy arrays (``np.shares_memory``,
+    which tells interleaved views apart); otherwise whether their byte ranges overlap on one device
+    (exact for contiguous tensors, cautious for strided ones)."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        try:
+            return bool(np.shares_memory(a, b, max_work=10_000))
+        except np.exceptions.TooHardError:  # strides too tangled to decide cheaply: assume the worst
+            return bool(np.may_share_memory(a, b))
+    ra, rb = _byte_range(a), _byte_range(b)
+    if ra is None or rb is None or ra[0] != rb[0]:
+        return False
+    return ra[1] < rb[2] and rb[1] < ra[2]
+
+
+def require_distinct(op: str, outputs: dict[str, Any], inputs: dict[str, Any], why: str = "") -> None:
+    """Every output shares no memory with any input nor with any output before it (dict order).
+
+    For ops that cannot run in place (an output element is written while other elements still read the
+    inputs, or outputs overwrite each other). Arguments are NumPy arrays or torch tensors; None entries
+    and empty arrays are skipped; inputs may alias each other. Memory is compared, not only the first
+    element's address: two NumPy arrays are tested with ``np.shares_memory`` (a view of part of an
+    array, or of the same buffer, is caught; interleaved views that touch disjoint elements pass);
+    torch tensors (and a tensor against an array) by the overlap of the byte ranges they span on the
+    same device, which catches views of one storage and separate storages over one buffer (e.g.
+    ``torch.from_numpy``). Raises ``ValueError("<op>: <output> must not share memory with <other>
+    (<why>)")``; ``why`` (optional) says why the op needs distinct memory.
+    """
+    reason = f" ({why})" if why else ""
+    seen = {name: a for name, a in inputs.items() if a is not None}
+    for name, a in outputs.items():
+        if a is None:
+            continue
+        for other, b in seen.items():
+            if _share_memory(a, b):
+                raise ValueError(f"{op}: {name} must not share memory with {other}{reason}")
+        seen[name] = a

@@ -21,18 +21,23 @@ The backward reads the stored ``scale`` (Caffe's CPU code does the same) and ``y
                                                            whose window holds x)
 
 Arguments: ``size`` a positive int, ``alpha >= 0`` and ``k > 0`` finite (so ``scale >= k > 0`` and
-every output is finite), ``beta`` finite. One ``(n, c)`` plane has fewer than 2**31 pixels (the
-kernels index inside a plane with int32). Outputs must not share memory with the inputs: every
-element reads its neighbours.
+every output of finite inputs is finite), ``beta`` finite. A NaN or an infinity in ``x`` or ``dy``
+follows IEEE arithmetic through the formulas: it reaches exactly the outputs whose window sums hold
+it (both backends sum each window directly, so it reaches no others). One ``(n, c)`` plane has fewer
+than 2**31 pixels (the kernels index inside a plane with int32). Outputs must not share memory with
+the inputs nor with each other (``checks.common.require_distinct``): every element reads its
+neighbours.
 
 **Power** (Caffe's and Mocha's PowerLayer) of any array::
 
     y  = (shift + scale * x) ** power
     dx = dy * power * scale * (shift + scale * x) ** (power - 1)
 
-elementwise, with NumPy's rules for ``**``: a negative base with a non-integer exponent gives NaN,
-``0 ** negative`` gives inf, anything ``** 0`` gives 1. When ``power == 0`` or ``scale == 0`` the
-output does not depend on x and ``dx = 0`` exactly. ``y`` may be ``x`` and ``dx`` may be ``dy``.
+elementwise, with NumPy's rules for ``**``: a negative base with a non-integer exponent gives NaN
+(``-inf`` included, whatever the platform's NumPy does there), ``0 ** negative`` gives inf, anything
+``** 0`` gives 1. The exponents are rounded to the arrays' dtype first (float32: ``2**24 + 1`` is the
+even ``2**24``). When ``power == 0`` or ``scale == 0`` the output does not depend on x and ``dx = 0``
+exactly. ``y`` may be ``x`` and ``dx`` may be ``dy``.
 """
 
 from __future__ import annotations
@@ -42,8 +47,8 @@ from typing import Any
 
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
-    numel,
     require_choice,
+    require_distinct,
     require_finite_scalar,
     require_float,
     require_ndim,
@@ -54,6 +59,7 @@ from mocha_triton.checks.common import (
 
 LRN_REGIONS = ("across_channels", "within_channel")
 MAX_PLANE = 2**31  # pixels of one (n, c) plane must be below this: in-plane offsets are int32
+IN_PLACE = "every element reads its neighbours, so the op cannot work in place"
 
 
 @dataclass(frozen=True)
@@ -95,25 +101,6 @@ class LRNSetting:
         return self.n * self.c * self.h * self.w
 
 
-def _data_pointer(a: Any) -> int:
-    """The address of the first element of a NumPy array or a torch tensor."""
-    if hasattr(a, "data_ptr"):
-        return int(a.data_ptr())
-    return int(a.__array_interface__["data"][0])
-
-
-def _require_distinct(op: str, outputs: dict[str, Any], inputs: dict[str, Any]) -> None:
-    """No output starts where another argument starts (the usual way to alias a whole array)."""
-    seen = {name: _data_pointer(a) for name, a in inputs.items()}
-    for name, a in outputs.items():
-        where = _data_pointer(a)
-        for other, other_where in seen.items():
-            if where == other_where and numel(a) != 0:
-                raise ValueError(f"{op}: {name} must not share memory with {other} (every element reads its "
-                                 "neighbours, so the op cannot work in place)")
-        seen[name] = where
-
-
 def _lrn_params(op: str, shape: tuple[int, ...], size: Any, alpha: Any, beta: Any, k: Any,
                 region: Any) -> LRNSetting:
     size = require_positive_int(op, "size", size)
@@ -142,7 +129,7 @@ def check_lrn_forward(x: Any, y: Any, scale: Any, size: Any, alpha: Any, beta: A
     require_ndim(op, "x", x, 4)
     shape = require_same_shape(op, named)
     setting = _lrn_params(op, shape, size, alpha, beta, k, region)
-    _require_distinct(op, {"y": y, "scale": scale}, {"x": x})
+    require_distinct(op, {"y": y, "scale": scale}, {"x": x}, why=IN_PLACE)
     return setting
 
 
@@ -158,7 +145,7 @@ def check_lrn_backward(x: Any, y: Any, scale: Any, dy: Any, dx: Any, size: Any, 
     require_ndim(op, "x", x, 4)
     shape = require_same_shape(op, named)
     setting = _lrn_params(op, shape, size, alpha, beta, 1.0, region)
-    _require_distinct(op, {"dx": dx}, {"x": x, "y": y, "scale": scale, "dy": dy})
+    require_distinct(op, {"dx": dx}, {"x": x, "y": y, "scale": scale, "dy": dy}, why=IN_PLACE)
     return setting
 
 

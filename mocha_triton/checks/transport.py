@@ -3,9 +3,12 @@ by cpu_ref.transport and kernels.transport.
 
 ``sinkhorn_forward`` compares N predicted histograms ``pred`` (N, P) with N target histograms ``target``
 (N, Q) under a ground cost ``cost`` (P, Q); ``sinkhorn_backward`` turns the row scaling ``u`` it kept
-into the gradient. Only shapes, dtypes and parameters are checked: the *values* of the histograms are
-not (that would cost a copy to the host on a GPU at every forward), see :mod:`mocha_triton.cpu_ref.transport`
-for what the iteration gives on inputs that are not histograms of equal mass.
+into the gradient. Shapes, dtypes, parameters and aliasing are checked: no output may share memory with
+another argument (the ops write u and v while they still read the histograms, in an order that differs
+between the backends and the Triton variants), except that sinkhorn_backward may write its result over
+``u`` itself. The *values* of the histograms are not checked (that would cost a copy to the host on a GPU
+at every forward), see :mod:`mocha_triton.cpu_ref.transport` for what the iteration gives on inputs that
+are not histograms of equal mass.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
+    require_distinct,
     require_finite_scalar,
     require_float,
     require_ndim,
@@ -41,6 +45,16 @@ def _require_positive_finite(op: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or v <= 0.0:
         raise ValueError(f"{op}: {name} must be > 0, got {value!r}")
     return v
+
+
+def _same_view(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` (NumPy arrays or torch tensors of one shape) view the same elements in the same
+    order: the same first address and the same strides."""
+    if hasattr(a, "data_ptr") and hasattr(b, "data_ptr"):
+        return (str(a.device), a.data_ptr(), tuple(a.stride())) == (str(b.device), b.data_ptr(), tuple(b.stride()))
+    if hasattr(a, "__array_interface__") and hasattr(b, "__array_interface__"):
+        return (a.__array_interface__["data"][0], a.strides) == (b.__array_interface__["data"][0], b.strides)
+    return False
 
 
 def check_sinkhorn_forward(pred: Any, target: Any, cost: Any, u: Any, v: Any, sample_loss: Any, loss: Any,
@@ -69,7 +83,11 @@ def check_sinkhorn_forward(pred: Any, target: Any, cost: Any, u: Any, v: Any, sa
     require_shape(op, "sample_loss", sample_loss, (n,))
     require_shape(op, "loss", loss, (1,))
     lam = _require_positive_finite(op, "lambda_", lambda_)
-    return TransportSizes(n, p, q), lam, require_positive_int(op, "n_iter", n_iter)
+    n_iter = require_positive_int(op, "n_iter", n_iter)
+    require_distinct(op, {"u": u, "v": v, "sample_loss": sample_loss, "loss": loss},
+                     {"pred": pred, "target": target, "cost": cost},
+                     why="the outputs are written while the other arguments may still be read")
+    return TransportSizes(n, p, q), lam, n_iter
 
 
 def check_sinkhorn_backward(u: Any, dpred: Any, lambda_: Any, scale: Any, center: Any,
@@ -91,4 +109,8 @@ def check_sinkhorn_backward(u: Any, dpred: Any, lambda_: Any, scale: Any, center
     coef = s / (lam * n)
     if not math.isfinite(coef):
         raise ValueError(f"{op}: scale / (lambda_ * N) = {coef} is not finite")
+    if not _same_view(u, dpred):
+        # The Triton kernel reads a whole row (for its mean) before writing it: a shifted view would see rows
+        # that another program has already overwritten.
+        require_distinct(op, {"dpred": dpred}, {"u": u}, why="it may be u itself, but not overlap it otherwise")
     return n, d, coef, center

@@ -24,9 +24,19 @@ closer to the exact Wasserstein distance and makes Sinkhorn converge more slowly
 
 The inputs should be non-negative histograms of equal mass per sample (e.g. a softmax output against a
 normalised label histogram). This is not checked at every forward (that would copy the blobs to the host
-on a GPU); Mocha did not check it either. On other inputs Sinkhorn gives inf/NaN (a prediction row of
-zeros) or matches only the target's marginal (unequal masses). ``lambda_ * M`` is checked at setup: if
-``exp(-lambda_ * M)`` underflows or overflows in the blobs' dtype, Sinkhorn would divide by zero.
+on a GPU); Mocha did not check it either. On other inputs Sinkhorn matches only the target's marginal
+(unequal masses) or divides by zero:
+
+* **Zero mass.** A sample whose prediction or target is all zeros has a NaN transport cost, so the loss is
+  NaN, on both backends alike (never a silently finite number): Sinkhorn divides by zero (``u = 0`` and
+  then ``v = b / 0``, or ``v = 0`` and then ``u = a / 0``) and the cost multiplies ``0 * inf``. That
+  sample's gradients are meaningless: the all-zero side's scaling is 0, so its gradient is finite (the log
+  is clamped), the other side's is inf, so its gradient is inf or NaN.
+* **NaN** in a sample's prediction or target makes its cost and both its gradients NaN (the log clamp of
+  the gradient keeps NaN on both backends); the other samples are unaffected, but the mean loss is NaN.
+
+``lambda_ * M`` is checked at setup: if ``exp(-lambda_ * M)`` underflows or overflows in the blobs' dtype,
+Sinkhorn would divide by zero.
 """
 
 from __future__ import annotations
