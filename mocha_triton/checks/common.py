@@ -82,7 +82,7 @@ def require_same_shape(op: str, named: dict[str, Any]) -> tuple[int, ...]:
     return next(iter(shapes.values()))
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """``value`` as a Python int if it is an integer (int, NumPy integer; not bool), else None."""
     if isinstance(value, bool):
         return None
@@ -94,13 +94,13 @@ def _as_int(value: Any) -> int | None:
 
 def pair(op: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """Normalise an int or an (h, w) pair of ints, each >= minimum."""
-    if _as_int(value) is not None:
+    if as_int(value) is not None:
         value = (value, value)
     try:
         h, w = value
     except (TypeError, ValueError):
         raise TypeError(f"{op}: {name} must be an int or a pair (h, w) of ints, got {value!r}") from None
-    h, w = _as_int(h), _as_int(w)
+    h, w = as_int(h), as_int(w)
     if h is None or w is None:
         raise TypeError(f"{op}: {name} must hold ints, got {value!r}")
     if h < minimum or w < minimum:
@@ -114,10 +114,10 @@ def require_choice(op: str, name: str, value: Any, choices: Sequence[str]) -> No
 
 
 def require_positive_int(op: str, name: str, value: Any) -> int:
-    as_int = _as_int(value)
-    if as_int is None or as_int < 1:
+    number = as_int(value)
+    if number is None or number < 1:
         raise ValueError(f"{op}: {name} must be a positive int, got {value!r}")
-    return as_int
+    return number
 
 
 def require_finite_scalar(op: str, name: str, value: Any) -> float:

@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
     dtype_name,
@@ -32,8 +30,8 @@ from mocha_triton.checks.common import (
     require_same_dtype,
     shape_of,
 )
+from mocha_triton.checks.loss import LABEL_INT_DTYPES, require_class_indices
 
-LABEL_INT_DTYPES = ("int32", "int64")
 FLOAT32_EXACT_INTEGERS = 2**24  # every integer in [0, 2**24] is exactly a float32
 
 
@@ -71,13 +69,6 @@ def _geometry(op: str, name: str, a: Any, dtype: str) -> IndexGeometry:
     return IndexGeometry(n, c, tuple(spatial))
 
 
-def host_values(a: Any) -> np.ndarray:
-    """The values of a NumPy array (a view) or a torch tensor (a host copy), as a NumPy array."""
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
-
-
 def check_argmax_forward(x: Any, y: Any, allowed: tuple[str, ...] = FLOAT_DTYPES) -> IndexGeometry:
     """x (N, C, *S) and y (N, 1, *S) of one float dtype; return the geometry of x."""
     op = "argmax_forward"
@@ -104,15 +95,5 @@ def check_index_to_onehot(label: Any, y: Any, allowed: tuple[str, ...] = FLOAT_D
     flat_shape = (g.n, *g.spatial)
     if shape_of(label) not in (flat_shape, g.index_shape):
         raise ValueError(f"{op}: label has shape {shape_of(label)}, expected {flat_shape} or {g.index_shape}")
-    values = host_values(label).reshape(-1)
-    if label_dtype == dtype:
-        with np.errstate(invalid="ignore"):
-            not_integral = ~(np.isfinite(values) & (np.floor(values) == values))
-        if not_integral.any():
-            bad = values[np.argmax(not_integral)].item()
-            raise ValueError(f"{op}: label holds {bad!r}, which is not an integral class index")
-    out_of_range = (values < 0) | (values >= g.c)
-    if out_of_range.any():
-        bad = values[np.argmax(out_of_range)].item()
-        raise ValueError(f"{op}: label holds {bad!r}, outside the class range [0, {g.c})")
+    require_class_indices(op, label, label_dtype == dtype, g.c)
     return g

@@ -94,17 +94,23 @@ def _check_label(op: str, label: Any, g: LossGeometry, float_dtype: str) -> None
     flat_shape, channel_shape = g.position_shape, (g.n, 1, *g.spatial)
     if shape_of(label) not in (flat_shape, channel_shape):
         raise ValueError(f"{op}: label has shape {shape_of(label)}, expected {flat_shape} or {channel_shape}")
+    require_class_indices(op, label, dt == float_dtype, g.c)
+
+
+def require_class_indices(op: str, label: Any, stored_as_float: bool, c: int) -> None:
+    """The values of a label array are class indices in [0, c), integral when ``stored_as_float`` (a copy
+    of the label to the host on a GPU)."""
     values = host_values(label).reshape(-1)
-    if dt == float_dtype:
+    if stored_as_float:
         with np.errstate(invalid="ignore"):
             not_integral = ~(np.isfinite(values) & (np.floor(values) == values))
         if not_integral.any():
             bad = values[np.argmax(not_integral)].item()
             raise ValueError(f"{op}: label holds {bad!r}, which is not an integral class index")
-    out_of_range = (values < 0) | (values >= g.c)
+    out_of_range = (values < 0) | (values >= c)
     if out_of_range.any():
         bad = values[np.argmax(out_of_range)].item()
-        raise ValueError(f"{op}: label holds {bad!r}, outside the class range [0, {g.c})")
+        raise ValueError(f"{op}: label holds {bad!r}, outside the class range [0, {c})")
 
 
 def _check_class_weights(op: str, class_weights: Any, g: LossGeometry, normalize: str) -> None:

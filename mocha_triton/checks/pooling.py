@@ -49,12 +49,12 @@ of those after it), with an int ``kernel`` and ``stride`` and a ``(front, back)`
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Any
 
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
+    as_int,
     dtype_name,
     pair,
     require_array,
@@ -252,23 +252,13 @@ class ChannelPoolGeometry:
         return (self.m, self.oc, self.s)
 
 
-def _int_or_none(value: Any) -> int | None:
-    """``value`` as a Python int if it is an integer (not a bool), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
 def _channel_window(op: str, c: int, kernel: Any, stride: Any, pad: Any) -> tuple[int, int, int, int, int]:
     """(kernel, stride, front, back, OC) for C channels; raises on bad values (module docstring)."""
     k = require_positive_int(op, "kernel", kernel)
     s = require_positive_int(op, "stride", stride)
-    ends = (pad, pad) if _int_or_none(pad) is not None else pad
+    ends = (pad, pad) if as_int(pad) is not None else pad
     try:
-        front, back = (_int_or_none(v) for v in ends)
+        front, back = (as_int(v) for v in ends)
     except (TypeError, ValueError):
         raise TypeError(f"{op}: pad must be an int or a pair (front, back) of ints, got {pad!r}") from None
     if front is None or back is None:

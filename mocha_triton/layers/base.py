@@ -20,6 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from mocha_triton.blob import Blob
+from mocha_triton.checks.common import as_int as int_or_none
 from mocha_triton.contract import NEURONS
 from mocha_triton.neurons import Neuron
 
@@ -99,6 +100,14 @@ class LayerState:
 
 
 # --- field checks shared by layers -------------------------------------------------------------
+
+
+def as_int(layer: Layer, name: str, value: Any) -> int:
+    """``value`` as a Python int (an int or NumPy integer, not a bool), else the layer's error naming the field."""
+    number = int_or_none(value)
+    if number is None:
+        raise layer.fail(f"{name} must be an int, got {value!r}")
+    return number
 
 
 def as_pair(layer: Layer, name: str, value: Any, minimum: int) -> tuple[int, int]:

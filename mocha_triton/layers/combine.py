@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 from mocha_triton.blob import Blob
 from mocha_triton.checks.combine import ELTWISE_OPERATIONS
-from mocha_triton.layers.base import Layer, LayerState, as_pair, check_neuron
+from mocha_triton.layers.base import Layer, LayerState, as_int, as_pair, check_neuron
 from mocha_triton.neurons import Neuron
 
 __all__ = [
@@ -77,15 +77,6 @@ def _check_inputs(layer: Layer, inputs: list[Blob], diffs: list[Blob | None]) ->
             raise layer.fail(f"bottom {bottom!r} is given twice and needs a gradient; fan it out with a SplitLayer "
                              f"and give this layer different tops of it")
         seen[id(dx)] = bottom
-
-
-def _as_axis(layer: Layer, name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise layer.fail(f"{name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise layer.fail(f"{name} must be an int, got {value!r}") from None
 
 
 def _resolve_axis(layer: Layer, name: str, axis: int, ndim: int) -> int:
@@ -119,7 +110,7 @@ class ConcatLayer(Layer):
     can_backprop = True
 
     def validate(self) -> None:
-        object.__setattr__(self, "dim", _as_axis(self, "dim", self.dim))
+        object.__setattr__(self, "dim", as_int(self, "dim", self.dim))
         check_neuron(self, self.neuron)
         if not self.bottoms:
             raise self.fail("needs at least one bottom")
@@ -379,7 +370,7 @@ class CropLayer(Layer):
         for name in ("random_crop", "random_mirror"):
             if not isinstance(getattr(self, name), bool):
                 raise self.fail(f"{name} must be a bool, got {getattr(self, name)!r}")
-        object.__setattr__(self, "axis", _as_axis(self, "axis", self.axis))
+        object.__setattr__(self, "axis", as_int(self, "axis", self.axis))
         try:
             if isinstance(self.offset, (str, bytes)) or any(isinstance(o, bool) for o in self.offset):
                 raise TypeError

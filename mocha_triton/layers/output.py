@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,7 @@ import h5py
 import numpy as np
 
 from mocha_triton.blob import Blob
-from mocha_triton.layers.base import Layer, LayerError, LayerState
+from mocha_triton.layers.base import Layer, LayerError, LayerState, as_int
 
 __all__ = [
     "ArgmaxLayer", "ArgmaxState", "HDF5OutputLayer", "HDF5OutputState", "Index2OnehotLayer", "Index2OnehotState",
@@ -45,15 +44,6 @@ __all__ = [
 
 
 # --- shared helpers ------------------------------------------------------------------------------------
-
-
-def _as_int(layer: Layer, name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise layer.fail(f"{name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise layer.fail(f"{name} must be an int, got {value!r}") from None
 
 
 def _one_top_per_bottom(layer: Layer) -> None:
@@ -99,7 +89,7 @@ class ArgmaxLayer(Layer):
     dim: int = 1
 
     def validate(self) -> None:
-        object.__setattr__(self, "dim", _as_int(self, "dim", self.dim))
+        object.__setattr__(self, "dim", as_int(self, "dim", self.dim))
         _one_top_per_bottom(self)
 
     def setup(self, backend: Any, inputs: list[Blob], diffs: list[Blob | None], phase: str = "train") -> ArgmaxState:
@@ -145,7 +135,7 @@ class Index2OnehotLayer(Layer):
     n_class: int
 
     def validate(self) -> None:
-        object.__setattr__(self, "dim", _as_int(self, "dim", self.dim))
+        object.__setattr__(self, "dim", as_int(self, "dim", self.dim))
         n_class = self.n_class
         if isinstance(n_class, bool) or not isinstance(n_class, numbers.Integral) or n_class < 1:
             raise self.fail(f"n_class must be a positive int, got {n_class!r}")
