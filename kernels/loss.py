@@ -24,7 +24,8 @@ int64).
 * Class weights are normalised (``w / mean(w) = w * C / sum(w)``) by one small program into a
   scratch buffer that the other kernels gather from; without weights a constexpr flag drops the gather.
 * Labels are validated on the host by the shared checks (a copy of the label to the host), so the
-  kernels trust them.
+  kernels trust them — except that the softmax-loss backward skips that copy for the label its forward
+  just validated (see ``_LAST_VALIDATED``) and guards itself: an out-of-range label gives NaN there.
 
 Block sizes follow from C (no autotuning: these kernels are memory-bound, and the partial buffer's
 length must be known before the launch): ``BLOCK_C = next_power_of_2(C)`` clipped to [16, 128], and
@@ -164,8 +165,12 @@ def softmax_loss_backward_kernel(x_ptr, label_ptr, weight_ptr, lse_ptr, dx_ptr, 
     pos, pos_mask, base = _positions(P, C, S, BLOCK_P)
     classes = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     labels = _load_labels(label_ptr, pos, pos_mask)
+    # The host may skip re-reading labels the forward validated (see softmax_loss_backward); a label out of
+    # [0, C) that got here anyway must neither gather out of bounds nor give a plausible gradient: NaN.
+    valid = (labels >= 0) & (labels < C)
+    labels = tl.where(valid, labels, 0)
     lse = tl.load(lse_ptr + pos, mask=pos_mask, other=0.0)
-    factor = coef * _label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS)
+    factor = tl.where(valid, coef * _label_weights(weight_ptr, labels, pos_mask, HAS_WEIGHTS), float("nan"))
 
     x = _class_tile(x_ptr, base, pos_mask, classes, C, S, 0.0)
     onehot = (classes[:, None] == labels[None, :]).to(tl.float32)
@@ -265,6 +270,21 @@ def count_total_kernel(partial_ptr, out_ptr, n_partial, BLOCK: tl.constexpr):
 # --- host wrappers ------------------------------------------------------------------------------------
 
 
+# The label (and class weights) the latest softmax_loss_forward validated on the host, identified by
+# storage, version counter, shape and dtype. Its backward on the same, unmodified tensors skips reading
+# their values again: on a GPU each read is a copy to the host and a synchronisation, and a training step
+# would pay it twice. A tensor written in place through torch bumps its version; one rewritten by a kernel
+# does not, which is why the backward kernel also turns any out-of-range label into a NaN gradient.
+_LAST_VALIDATED: list[tuple | None] = [None]
+
+
+def _validated_key(label: torch.Tensor, class_weights: torch.Tensor | None, c: int) -> tuple:
+    def ident(t: torch.Tensor | None) -> tuple | None:
+        return None if t is None else (t.data_ptr(), t._version, tuple(t.shape), t.dtype, t.device)
+
+    return ident(label), ident(class_weights), c
+
+
 def _launch(num_warps: int = NUM_WARPS, **constexprs: int) -> dict[str, int]:
     return {**constexprs, "num_warps": num_warps, "num_stages": NUM_STAGES}
 
@@ -290,9 +310,11 @@ def softmax_loss_forward(x: torch.Tensor, label: torch.Tensor, class_weights: to
     Writes lse (N, *S) = logsumexp of x over C, and loss (1,) =
     sum_p -w[l_p] * max(x[l_p] - lse_p, log(1e-20)) / (N * prod(S)), w normalised by ``normalize``.
     """
+    _LAST_VALIDATED[0] = None
     g = checks.check_softmax_loss_forward(x, label, class_weights, lse, loss, normalize, FLOAT32)
     same_device("softmax_loss_forward",
                 {"x": x, "label": label, "class_weights": class_weights, "lse": lse, "loss": loss})
+    _LAST_VALIDATED[0] = _validated_key(label, class_weights, g.c)
     weights = _normalized_weights(class_weights, normalize)
     block_c, block_p = class_blocks(g.c)
     n_programs = triton.cdiv(g.positions, block_p)
@@ -310,7 +332,9 @@ def softmax_loss_backward(x: torch.Tensor, label: torch.Tensor, class_weights: t
     dx (N, C, *S) = scale * w[l_p] * (exp(x - lse_p) - onehot(l_p)) / (N * prod(S)) at every position
     p; like Mocha it ignores the 1e-20 clamp of the forward.
     """
-    g, scale = checks.check_softmax_loss_backward(x, label, class_weights, lse, dx, normalize, scale, FLOAT32)
+    key = _validated_key(label, class_weights, x.shape[1])
+    g, scale = checks.check_softmax_loss_backward(x, label, class_weights, lse, dx, normalize, scale, FLOAT32,
+                                                  values_checked=key == _LAST_VALIDATED[0])
     same_device("softmax_loss_backward",
                 {"x": x, "label": label, "class_weights": class_weights, "lse": lse, "dx": dx})
     weights = _normalized_weights(class_weights, normalize)

@@ -133,3 +133,47 @@ def test_rejects_float64_and_non_tensors():
         kernels_loss.softmax_loss_backward(x, t(np.zeros(2)), None, t(np.zeros(2, np.float32)), torch.empty_like(x))
     with pytest.raises(TypeError, match=r"multinomial_logistic_loss_forward: label must be a torch.Tensor"):
         kernels_loss.multinomial_logistic_loss_forward(x, np.zeros(2, np.int64), None, t(np.empty(1, np.float32)))
+
+
+def test_backward_reuses_the_label_check_of_its_forward(monkeypatch):
+    """On a GPU reading label values is a copy to the host (a sync): the backward skips it for the label and
+    class weights its forward just validated, and still checks anything else."""
+    import mocha_triton.checks.loss as loss_checks
+    from mocha_triton.kernels import elementwise
+
+    reads = []
+    real = loss_checks.host_values
+    def counting(a):  # counts the reads of torch tensors (the NumPy reference below reads its arrays too)
+        if hasattr(a, "detach"):
+            reads.append(tuple(a.shape))
+        return real(a)
+
+    monkeypatch.setattr(loss_checks, "host_values", counting)
+    rng = np.random.default_rng(0)
+    x = TRITON.to_backend(rng.normal(size=(4, 3)).astype(np.float32))
+    label = TRITON.to_backend(np.array([0, 2, 1, 2], np.float32))
+    weights = TRITON.to_backend(np.array([1.0, 2.0, 0.5], np.float32))
+    lse, loss_out, dx = (TRITON.to_backend(np.zeros(s, np.float32)) for s in ((4,), (1,), (4, 3)))
+    kernels_loss.softmax_loss_forward(x, label, weights, lse, loss_out)
+    assert len(reads) == 2  # the label and the class weights
+    kernels_loss.softmax_loss_backward(x, label, weights, lse, dx)
+    assert len(reads) == 2, "the backward must not read the values again"
+    want = call_op(CPU, "softmax_loss_backward", x=TRITON.to_numpy(x), label=TRITON.to_numpy(label),
+                   class_weights=TRITON.to_numpy(weights), lse=TRITON.to_numpy(lse),
+                   dx=np.empty((4, 3), np.float32))
+    assert_close(TRITON.to_numpy(dx), want["dx"], "float32")
+    # another label tensor is checked
+    other = TRITON.to_backend(np.array([0, 1, 1, 2], np.float32))
+    kernels_loss.softmax_loss_backward(x, other, weights, lse, dx)
+    assert len(reads) == 4
+    # a label changed in place through torch bumps its version: checked again, and refused
+    label[1] = 7.0
+    with pytest.raises(ValueError, match=r"softmax_loss_backward: label holds 7.0, outside the class range"):
+        kernels_loss.softmax_loss_backward(x, label, weights, lse, dx)
+    # one rewritten by a kernel (no version bump) is not re-read, but the kernel turns its bad label into NaN
+    label[1] = 2.0
+    kernels_loss.softmax_loss_forward(x, label, weights, lse, loss_out)
+    elementwise.copy(TRITON.to_backend(np.array([0, 9, 1, 2], np.float32)), label)
+    kernels_loss.softmax_loss_backward(x, label, weights, lse, dx)
+    got = TRITON.to_numpy(dx)
+    assert np.isnan(got[1]).all() and np.isfinite(np.delete(got, 1, axis=0)).all()

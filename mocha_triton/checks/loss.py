@@ -84,8 +84,8 @@ def _geometry(op: str, name: str, x: Any) -> LossGeometry:
     return LossGeometry(n, c, tuple(spatial))
 
 
-def _check_label(op: str, label: Any, g: LossGeometry, float_dtype: str) -> None:
-    """Dtype, shape ((N, *S) or (N, 1, *S)) and values (integral, in [0, C)) of a label array."""
+def _check_label(op: str, label: Any, g: LossGeometry, float_dtype: str, values: bool = True) -> None:
+    """Dtype, shape ((N, *S) or (N, 1, *S)) and, with ``values``, values (integral, in [0, C)) of a label."""
     require_array(op, "label", label)
     dt = dtype_name(label)
     if dt != float_dtype and dt not in LABEL_INT_DTYPES:
@@ -94,7 +94,8 @@ def _check_label(op: str, label: Any, g: LossGeometry, float_dtype: str) -> None
     flat_shape, channel_shape = g.position_shape, (g.n, 1, *g.spatial)
     if shape_of(label) not in (flat_shape, channel_shape):
         raise ValueError(f"{op}: label has shape {shape_of(label)}, expected {flat_shape} or {channel_shape}")
-    require_class_indices(op, label, dt == float_dtype, g.c)
+    if values:
+        require_class_indices(op, label, dt == float_dtype, g.c)
 
 
 def require_class_indices(op: str, label: Any, stored_as_float: bool, c: int) -> None:
@@ -148,8 +149,11 @@ def check_softmax_loss_forward(x: Any, label: Any, class_weights: Any, lse: Any,
 
 def check_softmax_loss_backward(x: Any, label: Any, class_weights: Any, lse: Any, dx: Any,
                                 normalize: str = "local", scale: Any = 1.0,
-                                allowed: tuple[str, ...] = FLOAT_DTYPES) -> tuple[LossGeometry, float]:
-    """Return the geometry and ``scale`` as a float."""
+                                allowed: tuple[str, ...] = FLOAT_DTYPES,
+                                values_checked: bool = False) -> tuple[LossGeometry, float]:
+    """Return the geometry and ``scale`` as a float. With ``values_checked`` the caller vouches that the
+    forward just validated these very label and class-weight values, and they are not read again (on a
+    GPU that read is a copy to the host); dtypes and shapes are always checked."""
     op = "softmax_loss_backward"
     floats = {"x": x, "class_weights": class_weights, "lse": lse, "dx": dx}
     for name, a in floats.items():
@@ -159,8 +163,11 @@ def check_softmax_loss_backward(x: Any, label: Any, class_weights: Any, lse: Any
     g = _geometry(op, "x", x)
     require_choice(op, "normalize", normalize, NORMALIZE_MODES)
     scale = require_finite_scalar(op, "scale", scale)
-    _check_label(op, label, g, dtype)
-    _check_class_weights(op, class_weights, g, normalize)
+    _check_label(op, label, g, dtype, values=not values_checked)
+    if not values_checked:
+        _check_class_weights(op, class_weights, g, normalize)
+    elif class_weights is not None:
+        require_shape(op, "class_weights", class_weights, (g.c,))
     require_shape(op, "lse", lse, g.position_shape)
     require_shape(op, "dx", dx, shape_of(x))
     return g, scale
