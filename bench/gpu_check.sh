@@ -30,6 +30,8 @@ python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log
 
 xdist=""
 python3 -c "import xdist" 2>/dev/null && xdist="-n 8"
+# how many tests there are, so the summary can say how many a time limit left out
+timeout 60 python3 -m pytest --collect-only -q -p no:cacheprovider $TESTS 2>/dev/null | tail -1 >"$OUT/collected.txt"
 echo "== tests on CUDA, every autotune config ($TESTS, limit ${T_TESTS}s) =="
 # SIGINT first: pytest stops and still writes the junit report of the tests that ran
 timeout -s INT -k 20 "$T_TESTS" python3 -m pytest -q -p no:cacheprovider $xdist --junitxml="$OUT/junit.xml" \

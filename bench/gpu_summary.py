@@ -65,6 +65,9 @@ def main() -> None:
     env = open(os.path.join(out, "env.txt")).read().strip() if os.path.exists(os.path.join(out, "env.txt")) else ""
     lines = ["# GPU check summary", "", "```", env, "```", "", "## Tests (CUDA, every autotune config)", ""]
     lines += test_table(os.path.join(out, "junit.xml"))
+    collected = os.path.join(out, "collected.txt")
+    if os.path.exists(collected):
+        lines += ["", f"collected before the run: {open(collected).read().strip() or 'unknown'}"]
     lines += ["", "## Benchmarks (bench/kernels.py)", ""] + bench_table(os.path.join(out, "kernels.jsonl"))
     train = os.path.join(out, "train.md")
     lines += ["", "## LeNet training (bench/train.py)", ""] + (
