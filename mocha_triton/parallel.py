@@ -76,7 +76,7 @@ class DataParallel:
         """Raise on every process unless all processes hold the same integer ``value``."""
         if self.world_size == 1:
             return
-        largest, minus_smallest = self._reduce_max([float(value), -float(value)], like)
+        largest, minus_smallest = self._all_reduce([float(value), -float(value)], like, self.dist.ReduceOp.MAX)
         if largest != -minus_smallest:
             raise RuntimeError(f"DataParallel: the processes disagree on {what}: rank {self.rank} has {value}, "
                                f"the processes range over {int(-minus_smallest)}..{int(largest)}; give each process "
@@ -95,20 +95,16 @@ class DataParallel:
         device decides where the reduction runs, as NCCL needs GPU tensors)."""
         if self.world_size == 1 or not values:
             return list(values)
-        import torch
-
-        device = like.data.device if isinstance(like.data, torch.Tensor) else "cpu"
-        total = torch.tensor(values, dtype=torch.float64, device=device)
-        self.dist.all_reduce(total, group=self.group)
-        return [v / self.world_size for v in total.cpu().tolist()]
+        return [v / self.world_size for v in self._all_reduce(values, like, self.dist.ReduceOp.SUM)]
 
     # --- helpers ----------------------------------------------------------------------------------
-    def _reduce_max(self, values: list[float], like: Any) -> list[float]:
+    def _all_reduce(self, values: list[float], like: Any, op: Any) -> list[float]:
+        """``values`` reduced with ``op`` over the processes, as float64, on ``like``'s device."""
         import torch
 
         device = like.data.device if isinstance(like.data, torch.Tensor) else "cpu"
         total = torch.tensor(values, dtype=torch.float64, device=device)
-        self.dist.all_reduce(total, op=self.dist.ReduceOp.MAX, group=self.group)
+        self.dist.all_reduce(total, op=op, group=self.group)
         return total.cpu().tolist()
 
     def _global_rank(self, group_rank: int) -> int:

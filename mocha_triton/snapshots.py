@@ -301,7 +301,7 @@ def save_snapshot(path: str | os.PathLike, net: Any, solver_state: Any, backend:
             for key, value in solver_state.scalars().items():
                 solver.attrs[key] = value
             solver.attrs["losses"] = json.dumps(solver_state.losses)
-            for group_name, blobs in solver_state.blob_groups().items():
+            for group_name, blobs in solver_state.blobs.items():
                 group = solver.create_group(group_name)
                 for key, blob in blobs.items():
                     layer, index = key.rsplit("/", 1)
@@ -359,7 +359,7 @@ def _read_params(f: h5py.File, path: str, net: Any, strict: bool) -> list[tuple[
 def _read_solver_blobs(solver: h5py.Group, path: str, solver_state: Any) -> list[tuple[Any, np.ndarray | None]]:
     """(state blob, array or None for "start at zero") pairs for every per-parameter solver blob."""
     copies: list[tuple[Any, np.ndarray | None]] = []
-    for group_name, blobs in solver_state.blob_groups().items():
+    for group_name, blobs in solver_state.blobs.items():
         group = solver.get(group_name)
         for key, blob in blobs.items():
             layer, index = key.rsplit("/", 1)

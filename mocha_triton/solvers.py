@@ -117,8 +117,6 @@ class SolverState:
       (what a snapshot saves, see :mod:`mocha_triton.snapshots`).
     """
 
-    SCALARS = ("iteration", "obj_val", "learning_rate", "momentum")
-
     def __init__(self, parameters: list[tuple[str, Any]], blobs: dict[str, dict[str, Blob]]) -> None:
         self.iteration = 0
         self.obj_val = math.nan
@@ -157,10 +155,6 @@ class SolverState:
     def load_scalars(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             setattr(self, key, int(value) if key == "iteration" else float(value))
-
-    def blob_groups(self) -> dict[str, dict[str, Blob]]:
-        """Per-parameter state blobs by group name, as snapshots store them (``solver/<group>/...``)."""
-        return self.blobs
 
     def __repr__(self) -> str:
         return (f"SolverState(iteration={self.iteration}, obj_val={self.obj_val:.8g}, "

@@ -48,6 +48,15 @@ def require_float(op: str, name: str, a: Any, allowed: Sequence[str] = FLOAT_DTY
     return dt
 
 
+def require_floats(op: str, named: dict[str, Any], allowed: Sequence[str] = FLOAT_DTYPES) -> str:
+    """Every array of ``named`` (None entries skipped) has one of the ``allowed`` float dtypes, all the
+    same one; return it."""
+    for name, a in named.items():
+        if a is not None:
+            require_float(op, name, a, allowed)
+    return require_same_dtype(op, named)
+
+
 def require_same_dtype(op: str, named: dict[str, Any]) -> str:
     """All the given arrays (None entries skipped) share one float dtype; return it."""
     dts = {name: dtype_name(a) for name, a in named.items() if a is not None}

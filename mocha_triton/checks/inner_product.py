@@ -12,9 +12,8 @@ from mocha_triton.checks.common import (
     FLOAT_DTYPES,
     require_choice,
     require_finite_scalar,
-    require_float,
+    require_floats,
     require_ndim,
-    require_same_dtype,
     require_shape,
     shape_of,
 )
@@ -23,10 +22,7 @@ from mocha_triton.contract import NEURONS
 
 def _require_floats(op: str, named: dict[str, Any], allowed: tuple[str, ...]) -> None:
     """Each array (None skipped) has an allowed float dtype, and all share one."""
-    for name, a in named.items():
-        if a is not None:
-            require_float(op, name, a, allowed)
-    require_same_dtype(op, named)
+    require_floats(op, named, allowed)
 
 
 def _require_matrices(op: str, named: dict[str, Any]) -> None:

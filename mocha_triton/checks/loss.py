@@ -33,6 +33,7 @@ from mocha_triton.checks.common import (
     require_choice,
     require_finite_scalar,
     require_float,
+    require_floats,
     require_min_ndim,
     require_same_dtype,
     require_shape,
@@ -134,10 +135,7 @@ def check_softmax_loss_forward(x: Any, label: Any, class_weights: Any, lse: Any,
                                allowed: tuple[str, ...] = FLOAT_DTYPES) -> LossGeometry:
     op = "softmax_loss_forward"
     floats = {"x": x, "class_weights": class_weights, "lse": lse, "loss": loss}
-    for name, a in floats.items():
-        if a is not None:
-            require_float(op, name, a, allowed)
-    dtype = require_same_dtype(op, floats)
+    dtype = require_floats(op, floats, allowed)
     g = _geometry(op, "x", x)
     require_choice(op, "normalize", normalize, NORMALIZE_MODES)
     _check_label(op, label, g, dtype)
@@ -156,10 +154,7 @@ def check_softmax_loss_backward(x: Any, label: Any, class_weights: Any, lse: Any
     GPU that read is a copy to the host); dtypes and shapes are always checked."""
     op = "softmax_loss_backward"
     floats = {"x": x, "class_weights": class_weights, "lse": lse, "dx": dx}
-    for name, a in floats.items():
-        if a is not None:
-            require_float(op, name, a, allowed)
-    dtype = require_same_dtype(op, floats)
+    dtype = require_floats(op, floats, allowed)
     g = _geometry(op, "x", x)
     require_choice(op, "normalize", normalize, NORMALIZE_MODES)
     scale = require_finite_scalar(op, "scale", scale)
@@ -178,10 +173,7 @@ def check_multinomial_logistic_loss_forward(prob: Any, label: Any, class_weights
                                             allowed: tuple[str, ...] = FLOAT_DTYPES) -> LossGeometry:
     op = "multinomial_logistic_loss_forward"
     floats = {"prob": prob, "class_weights": class_weights, "loss": loss}
-    for name, a in floats.items():
-        if a is not None:
-            require_float(op, name, a, allowed)
-    dtype = require_same_dtype(op, floats)
+    dtype = require_floats(op, floats, allowed)
     g = _geometry(op, "prob", prob)
     require_choice(op, "normalize", normalize, NORMALIZE_MODES)
     _check_label(op, label, g, dtype)
@@ -218,9 +210,7 @@ def check_softlabel_softmax_loss_forward(x: Any, target: Any, lse: Any, loss: An
                                          allowed: tuple[str, ...] = FLOAT_DTYPES) -> LossGeometry:
     op = "softlabel_softmax_loss_forward"
     floats = {"x": x, "target": target, "lse": lse, "loss": loss}
-    for name, a in floats.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, floats)
+    require_floats(op, floats, allowed)
     g = _check_soft_target(op, x, target)
     require_shape(op, "lse", lse, g.position_shape)
     require_shape(op, "loss", loss, (1,))

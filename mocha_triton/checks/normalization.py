@@ -51,6 +51,7 @@ from mocha_triton.checks.common import (
     require_distinct,
     require_finite_scalar,
     require_float,
+    require_floats,
     require_ndim,
     require_positive_int,
     require_same_dtype,
@@ -123,9 +124,7 @@ def check_lrn_forward(x: Any, y: Any, scale: Any, size: Any, alpha: Any, beta: A
     """Validate ``lrn_forward``; return the call's :class:`LRNSetting`."""
     op = "lrn_forward"
     named = {"x": x, "y": y, "scale": scale}
-    for name, a in named.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, named)
+    require_floats(op, named, allowed)
     require_ndim(op, "x", x, 4)
     shape = require_same_shape(op, named)
     setting = _lrn_params(op, shape, size, alpha, beta, k, region)
@@ -139,9 +138,7 @@ def check_lrn_backward(x: Any, y: Any, scale: Any, dy: Any, dx: Any, size: Any, 
     the stored scale; the setting holds 1.0)."""
     op = "lrn_backward"
     named = {"x": x, "y": y, "scale": scale, "dy": dy, "dx": dx}
-    for name, a in named.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, named)
+    require_floats(op, named, allowed)
     require_ndim(op, "x", x, 4)
     shape = require_same_shape(op, named)
     setting = _lrn_params(op, shape, size, alpha, beta, 1.0, region)
@@ -170,9 +167,7 @@ def check_power_backward(x: Any, dy: Any, dx: Any, power: Any, scale: Any, shift
     """Validate ``power_backward``; return (power, scale, shift) as floats."""
     op = "power_backward"
     named = {"x": x, "dy": dy, "dx": dx}
-    for name, a in named.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, named)
+    require_floats(op, named, allowed)
     require_same_shape(op, named)
     return _power_params(op, power, scale, shift)
 

@@ -16,7 +16,7 @@ from mocha_triton.checks.common import (
     numel,
     require_finite_scalar,
     require_float,
-    require_same_dtype,
+    require_floats,
     require_same_shape,
 )
 
@@ -71,9 +71,7 @@ def check_normal_fill(y: Any, mean: Any, std: Any, seed: Any, offset: Any = 0,
 def _check_dropout(op: str, src_name: str, src: Any, rand: Any, dst_name: str, dst: Any, ratio: Any, scale: Any,
                    allowed: tuple[str, ...]) -> tuple[float, float]:
     named = {src_name: src, "rand": rand, dst_name: dst}
-    for name, a in named.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, named)
+    require_floats(op, named, allowed)
     require_same_shape(op, named)
     ratio = require_finite_scalar(op, "ratio", ratio)
     if not 0 < ratio < 1:

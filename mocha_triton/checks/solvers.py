@@ -8,17 +8,14 @@ from typing import Any
 from mocha_triton.checks.common import (
     FLOAT_DTYPES,
     require_finite_scalar,
-    require_float,
-    require_same_dtype,
+    require_floats,
     require_same_shape,
 )
 
 
 def _check_arrays(op: str, arrays: dict[str, Any], allowed: tuple[str, ...]) -> None:
     """The parameter, its gradient and the method's state arrays: float, one dtype, one shape."""
-    for name, a in arrays.items():
-        require_float(op, name, a, allowed)
-    require_same_dtype(op, arrays)
+    require_floats(op, arrays, allowed)
     require_same_shape(op, arrays)
 
 

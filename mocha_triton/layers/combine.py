@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 from mocha_triton.blob import Blob
 from mocha_triton.checks.combine import ELTWISE_OPERATIONS
 from mocha_triton.layers.base import Layer, LayerState, as_int, as_pair, check_neuron
+from mocha_triton.layers.utility import ViewState
 from mocha_triton.neurons import Neuron
 
 __all__ = [
@@ -495,13 +496,7 @@ class IdentityLayer(Layer):
         return state
 
 
-class IdentityState(LayerState):
+class IdentityState(ViewState):
     """Tops and their gradients share the bottoms' memory: both passes are free."""
 
     layer: IdentityLayer
-
-    def forward(self, inputs: list[Blob]) -> None:
-        pass
-
-    def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
-        pass

@@ -117,13 +117,15 @@ class ReshapeLayer(Layer):
         return state
 
 
-class ReshapeState(LayerState):
+class ViewState(LayerState):
     """Tops and their gradients are views of the bottoms and theirs: both passes are free."""
-
-    layer: ReshapeLayer
 
     def forward(self, inputs: list[Blob]) -> None:
         pass
 
     def backward(self, inputs: list[Blob], diffs: list[Blob | None]) -> None:
         pass
+
+
+class ReshapeState(ViewState):
+    layer: ReshapeLayer
